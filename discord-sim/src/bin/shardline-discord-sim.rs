@@ -1,0 +1,143 @@
+//! `shardline-discord-sim`: a simulated Discord gateway + REST server for the demo.
+//!
+//! Serves forever and plays the realistic event mix at `--rate` events per second (total)
+//! across every shard that has a live session; logs per-second totals.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use shardline_discord_sim::{Mix, Pacer, SimConfig, Simulator, sample};
+use tracing_subscriber::EnvFilter;
+
+/// Simulated Discord gateway (v10, JSON, zlib-stream/zstd-stream) and REST API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SIM_LISTEN", default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Bot token clients must present.
+    #[arg(long, env = "DISCORD_TOKEN", default_value = "sim-token")]
+    token: String,
+    /// Total number of shards.
+    #[arg(long, env = "SIM_SHARDS", default_value_t = 2)]
+    shards: u32,
+    /// Events per second in total across live shards (0 = none).
+    #[arg(long, env = "SIM_RATE", default_value_t = 50)]
+    rate: u32,
+    /// Discord's max_concurrency.
+    #[arg(long, env = "SIM_MAX_CONCURRENCY", default_value_t = 1)]
+    max_concurrency: u32,
+    /// Dispatches kept per session for RESUME replays.
+    #[arg(long, env = "SIM_RETAINED_LOG", default_value_t = 100_000)]
+    retained_log: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = SimConfig {
+        token: args.token,
+        shard_total: args.shards,
+        max_concurrency: args.max_concurrency,
+        retained_log: args.retained_log,
+        record_sent: false,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::bind(args.listen, config).await?;
+    tracing::info!(url = %sim.gateway_url(), shards = args.shards, rate = args.rate, "discord simulator listening");
+
+    let player = tokio::spawn(play_forever(sim.clone(), args.rate));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    player.abort();
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn play_forever(sim: Simulator, rate: u32) {
+    let mut rng = StdRng::from_os_rng();
+    let mix = Mix::Realistic;
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    report.tick().await;
+    let mut last = sim.sent_count();
+    let mut next_shard = 0usize;
+    loop {
+        let shards = sim.ready_shards();
+        if shards.is_empty() || rate == 0 {
+            tokio::select! {
+                _ = report.tick() => last = log_second(&sim, last),
+                _ = wait_any_ready(&sim) => {}
+            }
+            continue;
+        }
+        // Play in one-second slices so newly connected shards join quickly.
+        let mut pacer = Pacer::new(Some(rate));
+        for _ in 0..rate {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = report.tick() => last = log_second(&sim, last),
+                    _ = pacer.tick() => break,
+                }
+            }
+            let shard = shards[next_shard % shards.len()];
+            next_shard = next_shard.wrapping_add(1);
+            let event = mix.pick(&mut rng).to_owned();
+            let guilds = sim.guilds(shard);
+            let guild = if guilds.is_empty() {
+                sim.guild_for_shard(shard, 0)
+            } else {
+                guilds[rng.random_range(0..guilds.len())]
+            };
+            let d = sample(&event, guild, &mut rng);
+            sim.dispatch_with(shard, &event, d.into(), Some(guild))
+                .await;
+        }
+    }
+}
+
+async fn wait_any_ready(sim: &Simulator) {
+    let mut events = sim.events();
+    let _ = events.recv().await;
+}
+
+fn log_second(sim: &Simulator, last: u64) -> u64 {
+    let now = sim.sent_count();
+    tracing::info!(
+        dispatched_last_second = now - last,
+        dispatched_total = now,
+        live_shards = ?sim.ready_shards(),
+        "traffic"
+    );
+    now
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,113 @@
+//! Simulator configuration.
+
+use std::time::Duration;
+
+/// Configuration of a [`Simulator`](crate::Simulator).
+///
+/// Build one with struct-update syntax so new fields keep old call sites compiling:
+///
+/// ```
+/// let config = shardline_discord_sim::SimConfig {
+///     shard_total: 4,
+///     ..Default::default()
+/// };
+/// assert_eq!(config.token, "sim-token");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Bot token that IDENTIFY, RESUME and `GET /gateway/bot` must present (with or without
+    /// a leading `Bot `).
+    pub token: String,
+    /// Number of shards the bot is expected to run (`shard[1]` of IDENTIFY must equal it).
+    pub shard_total: u32,
+    /// Discord's `max_concurrency`: identify buckets are `shard_id % max_concurrency`.
+    pub max_concurrency: u32,
+    /// Heartbeat interval announced in HELLO. The simulator does not enforce it.
+    pub heartbeat_interval: Duration,
+    /// Number of guilds listed (as unavailable) in each shard's READY.
+    pub guilds_per_shard: u32,
+    /// Whether a GUILD_CREATE follows READY for each of the shard's guilds.
+    pub lazy_load_guilds: bool,
+    /// How many already-delivered frames a RESUME replays again before the missed ones,
+    /// to simulate Discord's duplicate replays.
+    pub replay_overlap: u64,
+    /// Number of dispatches each session keeps for replay; a RESUME older than that gets
+    /// an op 9 (not resumable).
+    pub retained_log: usize,
+    /// Whether every dispatch is kept for [`Simulator::sent`](crate::Simulator::sent).
+    /// Long-running servers (the binary) turn it off to bound memory.
+    pub record_sent: bool,
+    /// TCP port to listen on at 127.0.0.1 (0 picks a free one).
+    pub port: u16,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            token: "sim-token".to_owned(),
+            shard_total: 2,
+            max_concurrency: 1,
+            heartbeat_interval: Duration::from_millis(41_250),
+            guilds_per_shard: 3,
+            lazy_load_guilds: true,
+            replay_overlap: 0,
+            retained_log: 1_000_000,
+            record_sent: true,
+            port: 0,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Whether `presented` (as sent by a client, maybe prefixed with `Bot `) is the token.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        let presented = presented.strip_prefix("Bot ").unwrap_or(presented);
+        let expected = self.token.strip_prefix("Bot ").unwrap_or(&self.token);
+        presented == expected
+    }
+}
+
+/// First millisecond offset (since the Discord epoch) used for synthetic guild snowflakes.
+const GUILD_BASE_MS: u64 = 300_000_000_000;
+
+/// The `k`-th (0-based) synthetic guild id that maps to `shard` out of `total` shards.
+///
+/// Ids are `(GUILD_BASE_MS + i) << 22`, so `(id >> 22) % total == shard` holds by
+/// construction. The first `guilds_per_shard` of them are the shard's READY guilds.
+pub fn synthetic_guild(shard: u32, total: u32, k: u64) -> u64 {
+    let total = u64::from(total.max(1));
+    let first = (u64::from(shard) + total - GUILD_BASE_MS % total) % total;
+    (GUILD_BASE_MS + first + k * total) << 22
+}
+
+/// Shard that Discord routes `guild_id` to.
+pub fn shard_for_guild(guild_id: u64, total: u32) -> u32 {
+    ((guild_id >> 22) % u64::from(total.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_guilds_map_to_their_shard() {
+        for total in [1, 2, 3, 16] {
+            for shard in 0..total {
+                for k in 0..10 {
+                    assert_eq!(
+                        shard_for_guild(synthetic_guild(shard, total, k), total),
+                        shard
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_accepts_bot_prefix() {
+        let c = SimConfig::default();
+        assert!(c.token_matches("sim-token"));
+        assert!(c.token_matches("Bot sim-token"));
+        assert!(!c.token_matches("other"));
+    }
+}

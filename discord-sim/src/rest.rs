@@ -1,0 +1,164 @@
+//! HTTP side: the gateway upgrade at `/` and the few REST endpoints a bot uses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::compress::TransportCompression;
+use crate::state::{CallbackRecord, Shared};
+
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+/// The simulator's routes.
+pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
+    Router::new()
+        .route("/", get(gateway))
+        .route("/api/v10/gateway/bot", get(gateway_bot))
+        .route(
+            "/api/v10/interactions/{id}/{token}/callback",
+            post(interaction_callback),
+        )
+        .route("/api/v10/webhooks/{app}/{token}", post(followup))
+        .route(
+            "/api/v10/webhooks/{app}/{token}/messages/{message}",
+            patch(edit_message),
+        )
+        .route("/api/v10/stats", get(stats))
+        .with_state(App { shared, cancel })
+}
+
+async fn gateway(
+    State(app): State<App>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(mode) = TransportCompression::from_query(query.get("compress").map(String::as_str))
+    else {
+        return (StatusCode::BAD_REQUEST, "unknown compress").into_response();
+    };
+    if query.get("encoding").is_some_and(|e| e != "json") {
+        return (StatusCode::BAD_REQUEST, "only encoding=json").into_response();
+    }
+    ws.on_upgrade(move |socket| crate::connection::run(app.shared, socket, mode, app.cancel))
+}
+
+async fn gateway_bot(State(app): State<App>, headers: HeaderMap) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = auth
+        .strip_prefix("Bot ")
+        .is_some_and(|t| app.shared.config.token_matches(t));
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "401: Unauthorized", "code": 0})),
+        )
+            .into_response();
+    }
+    let c = &app.shared.config;
+    axum::Json(json!({
+        "url": app.shared.gateway_url(),
+        "shards": c.shard_total,
+        "session_start_limit": {
+            "total": 1000,
+            "remaining": 1000,
+            "reset_after": 0,
+            "max_concurrency": c.max_concurrency,
+        }
+    }))
+    .into_response()
+}
+
+fn record(app: &App, id: String, token: String, body: String, kind: &'static str) {
+    app.shared.lock().callbacks.push(CallbackRecord {
+        interaction_id: id,
+        token,
+        body,
+        kind,
+        received_at: SystemTime::now(),
+    });
+}
+
+async fn interaction_callback(
+    State(app): State<App>,
+    Path((id, token)): Path<(String, String)>,
+    body: String,
+) -> StatusCode {
+    record(&app, id, token, body, "callback");
+    StatusCode::NO_CONTENT
+}
+
+/// A minimal message that twilight-model's `Message` deserializes.
+fn message_json(body: &str) -> serde_json::Value {
+    let content = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("content").cloned())
+        .unwrap_or(json!(""));
+    json!({
+        "id": "1200000000000000001",
+        "channel_id": "1200000000000000002",
+        "author": {"id": "1000000000000000001", "username": "shardline-sim", "discriminator": "0",
+                   "global_name": null, "avatar": null, "bot": true},
+        "content": content,
+        "timestamp": "2025-01-01T00:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": false,
+        "type": 0,
+        "flags": 0,
+    })
+}
+
+async fn followup(
+    State(app): State<App>,
+    Path((app_id, token)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let reply = message_json(&body);
+    record(&app, app_id, token, body, "followup");
+    axum::Json(reply).into_response()
+}
+
+async fn edit_message(
+    State(app): State<App>,
+    Path((app_id, token, _message)): Path<(String, String, String)>,
+    body: String,
+) -> Response {
+    let reply = message_json(&body);
+    record(&app, app_id, token, body, "edit");
+    axum::Json(reply).into_response()
+}
+
+async fn stats(State(app): State<App>) -> Response {
+    let st = app.shared.lock();
+    let live = st.sessions.values().filter(|s| s.conn.is_some()).count();
+    axum::Json(json!({
+        "dispatches": st.sent_count,
+        "identifies": st.identifies.len(),
+        "identify_rate_violations": st.identify_violations,
+        "resumes": st.resumes.len(),
+        "callbacks": st.callbacks.len(),
+        "sessions": st.sessions.len(),
+        "live_sessions": live,
+    }))
+    .into_response()
+}

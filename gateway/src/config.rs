@@ -1,0 +1,166 @@
+//! Gateway configuration: CLI flags with environment fallbacks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Parser;
+
+/// A Discord bot token. Its `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The secret itself, for the one place that sends it to Discord.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Token {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let token = s.trim();
+        if token.is_empty() {
+            return Err("the Discord token is empty".to_owned());
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+/// The shards this process runs: a range `0-3` or a list `0,2,5`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardIds(Vec<u32>);
+
+impl ShardIds {
+    /// The shard ids, ascending, without repeats.
+    pub fn ids(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl FromStr for ShardIds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut ids = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parse = |n: &str| {
+                n.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("`{n}` in SHARD_IDS is not a shard number"))
+            };
+            match part.split_once('-') {
+                Some((first, last)) => {
+                    let (first, last) = (parse(first)?, parse(last)?);
+                    if first > last {
+                        return Err(format!("SHARD_IDS range `{part}` is backwards"));
+                    }
+                    ids.extend(first..=last);
+                }
+                None => ids.push(parse(part)?),
+            }
+        }
+        if ids.is_empty() {
+            return Err("SHARD_IDS names no shard".to_owned());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(Self(ids))
+    }
+}
+
+/// Everything the gateway needs to run.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "shardline-gateway", version, about)]
+pub struct Config {
+    /// Discord bot token (never logged).
+    #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true)]
+    pub token: Token,
+
+    /// Base WebSocket URL of the gateway, e.g. a simulator `ws://127.0.0.1:7878`.
+    /// When set, Discord's REST API is not asked for anything and SHARD_TOTAL is required.
+    #[arg(long, env = "DISCORD_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+
+    /// Shards the bot runs in all. Default: Discord's recommendation.
+    #[arg(long, env = "SHARD_TOTAL")]
+    pub shard_total: Option<u32>,
+
+    /// Shards this process runs (`0-3` or `0,2`). Default: all.
+    #[arg(long, env = "SHARD_IDS")]
+    pub shard_ids: Option<ShardIds>,
+
+    /// Gateway intents, as Discord's bit field. The default (GUILDS, GUILD_MEMBERS,
+    /// GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1539) needs the privileged
+    /// GUILD_MEMBERS intent enabled for the bot.
+    #[arg(long, env = "DISCORD_INTENTS", default_value_t = 1539)]
+    pub intents: u64,
+
+    /// NATS server URL(s), comma separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Where to serve Prometheus `/metrics`. Default: not served.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Most publishes awaiting a JetStream ack; past it, shards stop reading.
+    #[arg(long, env = "MAX_INFLIGHT_PUBLISHES", default_value_t = 4096)]
+    pub max_inflight: usize,
+
+    /// Replicas of each stream when the gateway creates it (3 on a cluster).
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+impl Config {
+    /// A configuration for a gateway against `gateway_url`, other settings at their defaults.
+    pub fn for_gateway(token: &str, gateway_url: &str, shard_total: u32, nats_url: &str) -> Self {
+        Self {
+            token: Token::new(token),
+            gateway_url: Some(gateway_url.to_owned()),
+            shard_total: Some(shard_total),
+            shard_ids: None,
+            intents: 1539,
+            nats_url: nats_url.to_owned(),
+            metrics_addr: None,
+            max_inflight: 4096,
+            stream_replicas: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ids_ranges_and_lists() {
+        assert_eq!("0-3".parse::<ShardIds>().unwrap().ids(), &[0, 1, 2, 3]);
+        assert_eq!("5, 0,2,2".parse::<ShardIds>().unwrap().ids(), &[0, 2, 5]);
+        assert_eq!("0-1,4".parse::<ShardIds>().unwrap().ids(), &[0, 1, 4]);
+        assert!("3-1".parse::<ShardIds>().is_err());
+        assert!("a".parse::<ShardIds>().is_err());
+        assert!("".parse::<ShardIds>().is_err());
+    }
+
+    #[test]
+    fn token_is_never_printed() {
+        let config = Config::for_gateway("very-secret", "ws://x", 1, "nats://x");
+        assert!(!format!("{config:?}").contains("very-secret"));
+        assert_eq!(config.token.expose(), "very-secret");
+    }
+}

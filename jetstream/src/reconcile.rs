@@ -1,0 +1,229 @@
+//! Idempotent reconciliation: create what is missing, update what differs.
+//!
+//! Many processes may reconcile at once (every gateway and worker does at start), so
+//! a lost creation race is not an error: the loser re-reads and compares.
+
+use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::context::{
+    ConsumerInfoErrorKind, CreateStreamErrorKind, GetStreamErrorKind,
+};
+use async_nats::jetstream::stream;
+use async_nats::jetstream::{self as js, ErrorCode};
+use shardline_proto::topology::{ConsumerSpec, StreamSpec};
+
+use crate::{TopologyError, consumer_config, stream_config};
+
+/// Settings applied to every stream.
+#[derive(Clone, Copy, Debug)]
+pub struct ReconcileOptions {
+    /// Copies of each stream: 1 on a single server, 3 on a production cluster.
+    pub replicas: usize,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
+/// What reconciliation did to one stream or consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// It did not exist and was created.
+    Created,
+    /// It existed and these settings were changed (`field: old -> new`).
+    Updated(Vec<String>),
+    /// It already matched the declaration.
+    Unchanged,
+}
+
+/// Reconciles every declared stream, in order.
+///
+/// # Errors
+///
+/// Stops at the first stream that cannot be reconciled.
+pub async fn reconcile_streams(
+    js: &js::Context,
+    specs: &[StreamSpec],
+    options: ReconcileOptions,
+) -> Result<Vec<(&'static str, Change)>, TopologyError> {
+    let mut changes = Vec::with_capacity(specs.len());
+    for spec in specs {
+        changes.push((spec.name, reconcile_stream(js, spec, options).await?));
+    }
+    Ok(changes)
+}
+
+/// Makes one stream match its declaration and logs what changed.
+///
+/// # Errors
+///
+/// [`Request`](crate::TopologyErrorKind::Request) if JetStream cannot be asked or
+/// refuses; [`Immutable`](crate::TopologyErrorKind::Immutable) if storage or
+/// retention differ (JetStream cannot change them in place).
+pub async fn reconcile_stream(
+    js: &js::Context,
+    spec: &StreamSpec,
+    options: ReconcileOptions,
+) -> Result<Change, TopologyError> {
+    let desired = stream_config(spec, options.replicas);
+    for _attempt in 0..2 {
+        let existing = match js.get_stream(spec.name).await {
+            Ok(stream) => stream.cached_info().config.clone(),
+            Err(e) if is_stream_not_found(e.kind()) => {
+                match js.create_stream(desired.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(stream = spec.name, "created stream");
+                        return Ok(Change::Created);
+                    }
+                    // Another process created it between our read and our create.
+                    Err(e) if is_name_exists(e.kind()) => continue,
+                    Err(e) => return Err(TopologyError::request(spec.name, e)),
+                }
+            }
+            Err(e) => return Err(TopologyError::request(spec.name, e)),
+        };
+        return update_stream(js, spec, existing, desired).await;
+    }
+    Err(TopologyError::immutable(
+        spec.name,
+        "stream vanished and reappeared during reconciliation".to_owned(),
+    ))
+}
+
+async fn update_stream(
+    js: &js::Context,
+    spec: &StreamSpec,
+    existing: stream::Config,
+    desired: stream::Config,
+) -> Result<Change, TopologyError> {
+    if existing.storage != desired.storage || existing.retention != desired.retention {
+        return Err(TopologyError::immutable(
+            spec.name,
+            format!(
+                "storage {:?} -> {:?}, retention {:?} -> {:?}",
+                existing.storage, desired.storage, existing.retention, desired.retention
+            ),
+        ));
+    }
+    let mut changed = Vec::new();
+    let mut subjects_now = existing.subjects.clone();
+    let mut subjects_want = desired.subjects.clone();
+    subjects_now.sort();
+    subjects_want.sort();
+    if subjects_now != subjects_want {
+        changed.push(format!("subjects: {subjects_now:?} -> {subjects_want:?}"));
+    }
+    if existing.max_age != desired.max_age {
+        changed.push(format!(
+            "max_age: {:?} -> {:?}",
+            existing.max_age, desired.max_age
+        ));
+    }
+    if existing.duplicate_window != desired.duplicate_window {
+        changed.push(format!(
+            "duplicate_window: {:?} -> {:?}",
+            existing.duplicate_window, desired.duplicate_window
+        ));
+    }
+    if existing.num_replicas != desired.num_replicas {
+        changed.push(format!(
+            "num_replicas: {} -> {}",
+            existing.num_replicas, desired.num_replicas
+        ));
+    }
+    if changed.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    // Keep whatever else an operator set (limits, placement, ...); change only ours.
+    let update = stream::Config {
+        subjects: desired.subjects,
+        max_age: desired.max_age,
+        duplicate_window: desired.duplicate_window,
+        num_replicas: desired.num_replicas,
+        ..existing
+    };
+    js.update_stream(update)
+        .await
+        .map_err(|e| TopologyError::request(spec.name, e))?;
+    tracing::info!(stream = spec.name, changes = ?changed, "updated stream");
+    Ok(Change::Updated(changed))
+}
+
+/// Makes one durable consumer match its declaration and logs what changed. Its
+/// stream must exist (reconcile streams first).
+///
+/// # Errors
+///
+/// [`Request`](crate::TopologyErrorKind::Request) if JetStream cannot be asked or
+/// refuses.
+pub async fn reconcile_consumer(
+    js: &js::Context,
+    spec: &ConsumerSpec,
+) -> Result<Change, TopologyError> {
+    let desired = consumer_config(spec);
+    let stream = js
+        .get_stream_no_info(spec.stream)
+        .await
+        .map_err(|e| TopologyError::request(spec.durable, e))?;
+    let existing = match stream.consumer_info(spec.durable).await {
+        Ok(info) => info.config,
+        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {
+            stream
+                .create_consumer(desired)
+                .await
+                .map_err(|e| TopologyError::request(spec.durable, e))?;
+            tracing::info!(consumer = spec.durable, "created consumer");
+            return Ok(Change::Created);
+        }
+        Err(e) => return Err(TopologyError::request(spec.durable, e)),
+    };
+    let changed = consumer_diff(&existing, &desired);
+    if changed.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    stream
+        .update_consumer(desired)
+        .await
+        .map_err(|e| TopologyError::request(spec.durable, e))?;
+    tracing::info!(consumer = spec.durable, changes = ?changed, "updated consumer");
+    Ok(Change::Updated(changed))
+}
+
+fn consumer_diff(existing: &consumer::Config, desired: &pull::Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if existing.ack_wait != desired.ack_wait {
+        changed.push(format!(
+            "ack_wait: {:?} -> {:?}",
+            existing.ack_wait, desired.ack_wait
+        ));
+    }
+    if existing.max_ack_pending != desired.max_ack_pending {
+        changed.push(format!(
+            "max_ack_pending: {} -> {}",
+            existing.max_ack_pending, desired.max_ack_pending
+        ));
+    }
+    let filters = |single: &str, many: &[String]| -> Vec<String> {
+        let mut all: Vec<String> = many.to_vec();
+        if !single.is_empty() {
+            all.push(single.to_owned());
+        }
+        all.sort();
+        all
+    };
+    let now = filters(&existing.filter_subject, &existing.filter_subjects);
+    let want = filters(&desired.filter_subject, &desired.filter_subjects);
+    if now != want {
+        changed.push(format!("filter_subjects: {now:?} -> {want:?}"));
+    }
+    changed
+}
+
+fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn is_name_exists(kind: CreateStreamErrorKind) -> bool {
+    matches!(kind, CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST)
+}

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod guild;
+pub mod headers;
+pub mod payload;
+pub mod subject;
+pub mod topology;
+
+pub use guild::{GuildTracker, GuildTransition};
+pub use subject::{Route, route, shard_for_guild};

@@ -1,0 +1,221 @@
+//! JetStream topology: every stream and durable consumer, declared once.
+//!
+//! `shardline-jetstream` reconciles these declarations against a server at start-up
+//! (create if missing, update if different). Nothing else in the workspace names a
+//! stream or a durable consumer.
+
+use std::time::Duration;
+
+/// Where a stream keeps its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fastest, lost if every replica restarts.
+    Memory,
+    /// On disk.
+    File,
+}
+
+/// When a stream lets go of messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Kept until a limit (age, size, count) is reached; many consumers may read.
+    Limits,
+    /// Removed once acknowledged; one consumer per subject.
+    WorkQueue,
+}
+
+/// A stream declaration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Stream name.
+    pub name: &'static str,
+    /// Subjects it captures.
+    pub subjects: &'static [&'static str],
+    /// Storage backend.
+    pub storage: Storage,
+    /// Retention policy.
+    pub retention: Retention,
+    /// Age after which messages are discarded.
+    pub max_age: Duration,
+}
+
+/// Longest duplicate window any stream uses.
+pub const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+impl StreamSpec {
+    /// The de-duplication window: two minutes, or the max age where that is shorter
+    /// (JetStream refuses a window longer than the max age).
+    pub const fn duplicate_window(&self) -> Duration {
+        if self.max_age.as_nanos() < MAX_DUPLICATE_WINDOW.as_nanos() {
+            self.max_age
+        } else {
+            MAX_DUPLICATE_WINDOW
+        }
+    }
+}
+
+/// A durable pull consumer declaration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    /// Durable name.
+    pub durable: &'static str,
+    /// Stream it reads.
+    pub stream: &'static str,
+    /// Subjects it receives (a subset of the stream's).
+    pub filter_subjects: &'static [&'static str],
+    /// Most messages delivered and not yet acknowledged; also the worker's concurrency.
+    pub max_ack_pending: i64,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+}
+
+/// Interactions. Work queue: each is handled once, and 60 s is far past Discord's
+/// 15 minute token being useful only if deferred within 3 s.
+pub const COMMANDS: StreamSpec = StreamSpec {
+    name: "COMMANDS",
+    subjects: &["commands.>"],
+    storage: Storage::Memory,
+    retention: Retention::WorkQueue,
+    max_age: Duration::from_secs(60),
+};
+
+/// Every other dispatch.
+pub const EVENTS: StreamSpec = StreamSpec {
+    name: "EVENTS",
+    subjects: &["events.>"],
+    storage: Storage::Memory,
+    retention: Retention::Limits,
+    max_age: Duration::from_secs(5 * 60),
+};
+
+/// Shardline's own traffic (shard commands, lifecycle notes).
+pub const INTERNAL: StreamSpec = StreamSpec {
+    name: "INTERNAL",
+    subjects: &["internal.>"],
+    storage: Storage::Memory,
+    retention: Retention::Limits,
+    max_age: Duration::from_secs(60),
+};
+
+/// Long-lived eligibility records, on disk.
+pub const ELIGIBILITY: StreamSpec = StreamSpec {
+    name: "ELIGIBILITY",
+    subjects: &["eligibility.>"],
+    storage: Storage::File,
+    retention: Retention::Limits,
+    max_age: Duration::from_secs(7 * 24 * 60 * 60),
+};
+
+/// Every stream, in reconciliation order.
+pub const STREAMS: [StreamSpec; 4] = [COMMANDS, EVENTS, INTERNAL, ELIGIBILITY];
+
+/// Interactions to the command worker.
+pub const COMMAND_WORKER: ConsumerSpec = ConsumerSpec {
+    durable: "command-worker",
+    stream: COMMANDS.name,
+    filter_subjects: &["commands.>"],
+    max_ack_pending: 50,
+    ack_wait: Duration::from_secs(30),
+};
+
+/// Events to the event worker.
+pub const EVENT_WORKER: ConsumerSpec = ConsumerSpec {
+    durable: "event-worker",
+    stream: EVENTS.name,
+    filter_subjects: &["events.>"],
+    max_ack_pending: 100,
+    ack_wait: Duration::from_secs(15),
+};
+
+/// Eligibility records, processed one by one.
+pub const ELIGIBILITY_WORKER: ConsumerSpec = ConsumerSpec {
+    durable: "eligibility-worker",
+    stream: ELIGIBILITY.name,
+    filter_subjects: &["eligibility.>"],
+    max_ack_pending: 200,
+    ack_wait: Duration::from_secs(60),
+};
+
+/// Eligibility records, synchronised to an external system in slow batches.
+pub const SYNC_WORKER: ConsumerSpec = ConsumerSpec {
+    durable: "sync-worker",
+    stream: ELIGIBILITY.name,
+    filter_subjects: &["eligibility.>"],
+    max_ack_pending: 10,
+    ack_wait: Duration::from_secs(5 * 60),
+};
+
+/// Every durable consumer.
+pub const CONSUMERS: [ConsumerSpec; 4] =
+    [COMMAND_WORKER, EVENT_WORKER, ELIGIBILITY_WORKER, SYNC_WORKER];
+
+/// Looks a consumer up by durable name.
+pub fn consumer(durable: &str) -> Option<&'static ConsumerSpec> {
+    CONSUMERS.iter().find(|c| c.durable == durable)
+}
+
+/// Looks a stream up by name.
+pub fn stream(name: &str) -> Option<&'static StreamSpec> {
+    STREAMS.iter().find(|s| s.name == name)
+}
+
+/// The stream whose subjects capture `subject`, if any.
+pub fn stream_for_subject(subject: &str) -> Option<&'static StreamSpec> {
+    STREAMS.iter().find(|s| {
+        s.subjects
+            .iter()
+            .any(|pattern| subject_matches(pattern, subject))
+    })
+}
+
+/// NATS subject matching of `subject` against `pattern` (`*` one token, `>` the rest).
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for want in pattern.split('.') {
+        match (want, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (want, Some(got)) if want == got => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_window_never_exceeds_max_age() {
+        assert_eq!(COMMANDS.duplicate_window(), Duration::from_secs(60));
+        assert_eq!(EVENTS.duplicate_window(), Duration::from_secs(120));
+        assert_eq!(INTERNAL.duplicate_window(), Duration::from_secs(60));
+        assert_eq!(ELIGIBILITY.duplicate_window(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn every_consumer_reads_a_declared_stream_and_subset() {
+        for consumer in CONSUMERS {
+            let stream = stream(consumer.stream).expect("declared stream");
+            for filter in consumer.filter_subjects {
+                assert!(
+                    stream.subjects.iter().any(|s| subject_matches(s, filter)),
+                    "{} filter {filter} outside {}",
+                    consumer.durable,
+                    stream.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn subjects_find_their_stream() {
+        assert_eq!(stream_for_subject("commands.interaction"), Some(&COMMANDS));
+        assert_eq!(stream_for_subject("events.guild.join"), Some(&EVENTS));
+        assert_eq!(stream_for_subject("events"), None);
+        assert_eq!(stream_for_subject("other.x"), None);
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+    }
+}

@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod nats_server;
+mod wait;
+
+pub use nats_server::{NatsServer, NatsServerBuilder, nats_server_binary};
+pub use wait::{eventually, init_tracing};

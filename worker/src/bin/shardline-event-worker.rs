@@ -1,0 +1,11 @@
+//! `shardline-event-worker`: guild and member events on the `event-worker` consumer.
+
+use clap::Parser;
+use shardline_proto::topology::EVENT_WORKER;
+use shardline_worker::{Worker, cli, events};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = cli::WorkerArgs::parse();
+    cli::main("shardline-event-worker", args, Worker::new(&EVENT_WORKER, events::handlers())).await
+}

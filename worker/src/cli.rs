@@ -1,0 +1,58 @@
+//! What every worker binary shares: flags, logging, signals.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use shardline_jetstream::ConnectOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::Worker;
+
+/// Flags of a worker binary (each with an environment fallback).
+#[derive(Clone, Debug, Parser)]
+pub struct WorkerArgs {
+    /// NATS server URL(s), comma separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Where to serve Prometheus `/metrics`. Default: not served.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Runs `worker` as a process: logging, metrics, NATS, SIGTERM.
+///
+/// # Errors
+///
+/// Fails if metrics cannot be served, NATS cannot be reached, or the worker fails.
+pub async fn main(name: &str, args: WorkerArgs, worker: Worker) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics::serve(addr)?;
+    }
+    let client = shardline_jetstream::connect(&ConnectOptions {
+        url: args.nats_url,
+        name: name.to_owned(),
+    })
+    .await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    worker.run(client, shutdown).await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("ctrl-c: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,31 @@
+//! Metric names of the worker runtime.
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+/// Messages handled, by `consumer` and `status` (`success`, `retry`, `terminal`).
+pub const MESSAGES_PROCESSED: &str = "nats_consumer_messages_processed_total";
+/// Handler time, by `consumer`, in seconds.
+pub const PROCESSING_DURATION: &str = "nats_consumer_message_processing_duration_seconds";
+
+/// Processing buckets: from sub-millisecond handlers to second-scale ones.
+pub const PROCESSING_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+/// Serves `/metrics` on `addr` and installs the global recorder.
+///
+/// # Errors
+///
+/// Fails if the address cannot be bound or a recorder is already installed.
+pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            Matcher::Full(PROCESSING_DURATION.to_owned()),
+            PROCESSING_BUCKETS,
+        )?
+        .install()
+}
