@@ -322,8 +322,15 @@ impl Conn {
             End::Dropped => (None, false),
             End::ClientClose(frame) => {
                 let code = frame.as_ref().map(|f| f.code);
-                // Echo the close frame (tungstenite queued the reply; sending flushes it).
-                let _ = ws.send(Message::Close(frame)).await;
+                // tungstenite queued the echo when it read the client's close; a send
+                // now would fail without writing it, so flush, then let the client
+                // drop the connection (bounded). Without the echo, twilight sees a
+                // dropped connection and quietly reconnects.
+                let _ = ws.flush().await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(_)) = ws.recv().await {}
+                })
+                .await;
                 (code, matches!(code, Some(1000 | 1001)))
             }
             End::ServerClose(code) => {

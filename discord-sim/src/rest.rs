@@ -51,6 +51,7 @@ async fn gateway(
     if query.get("encoding").is_some_and(|e| e != "json") {
         return (StatusCode::BAD_REQUEST, "only encoding=json").into_response();
     }
+    app.shared.lock().compressions.push(mode);
     ws.on_upgrade(move |socket| crate::connection::run(app.shared, socket, mode, app.cancel))
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::compress::TransportCompression;
 use crate::config::{SimConfig, synthetic_guild};
 use crate::connection::{INVALID_SESSION_FALSE, INVALID_SESSION_TRUE, RECONNECT};
 use crate::fixtures::sample;
@@ -258,7 +259,12 @@ impl Simulator {
         self.shared().lock().identify_violations
     }
 
-    /// Every accepted RESUME.
+    /// The transport compression each WebSocket connection asked for, in order.
+    pub fn connection_compressions(&self) -> Vec<TransportCompression> {
+        self.shared().lock().compressions.clone()
+    }
+
+    /// Every RESUME accepted, in order.
     pub fn resumes(&self) -> Vec<ResumeRecord> {
         self.shared().lock().resumes.clone()
     }

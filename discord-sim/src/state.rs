@@ -182,6 +182,8 @@ pub(crate) struct State {
     pub resumes: Vec<ResumeRecord>,
     pub callbacks: Vec<CallbackRecord>,
     pub next_conn_id: u64,
+    /// Transport compression each WebSocket connection asked for, in order.
+    pub compressions: Vec<crate::compress::TransportCompression>,
 }
 
 /// State shared by the server, connections and [`Simulator`](crate::Simulator) handles.

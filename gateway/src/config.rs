@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "SHARD_IDS")]
     pub shard_ids: Option<ShardIds>,
 
+    /// Discord's `max_concurrency` (identifies allowed per 5 s). Default: Discord's
+    /// value from `/gateway/bot`, or 1 when SHARD_TOTAL is set.
+    #[arg(long, env = "DISCORD_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<u16>,
+
     /// Gateway intents, as Discord's bit field. The default (GUILDS, GUILD_MEMBERS,
     /// GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1539) needs the privileged
     /// GUILD_MEMBERS intent enabled for the bot.
@@ -134,6 +139,7 @@ impl Config {
             gateway_url: Some(gateway_url.to_owned()),
             shard_total: Some(shard_total),
             shard_ids: None,
+            max_concurrency: None,
             intents: 1539,
             nats_url: nats_url.to_owned(),
             metrics_addr: None,

@@ -221,7 +221,8 @@ mod tests {
 
     #[test]
     fn ready_lists_guilds() {
-        let ready = r#"{"v":10,"guilds":[{"id":"1","unavailable":true},{"id":"2"}],"session_id":"s"}"#;
+        let ready =
+            r#"{"v":10,"guilds":[{"id":"1","unavailable":true},{"id":"2"}],"session_id":"s"}"#;
         assert_eq!(ready_guilds(ready), vec![1, 2]);
     }
 }

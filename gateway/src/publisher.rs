@@ -117,6 +117,17 @@ impl Publisher {
                     self.clone_without_sender().retry(entry.message, 1);
                 }
             }
+            Err(PublishErrorKind::MaxPayloadExceeded) => {
+                // Retrying cannot help: the server refuses messages this large.
+                count_error(PublishErrorKind::MaxPayloadExceeded);
+                tracing::error!(
+                    subject = %message.subject,
+                    bytes = message.payload.len(),
+                    "event larger than the server's max_payload; dropped"
+                );
+                metrics::counter!(m::EVENTS_DROPPED, "reason" => "oversized").increment(1);
+                self.clone_without_sender().done();
+            }
             Err(kind) => {
                 count_error(kind);
                 self.clone_without_sender().retry(message, 1);

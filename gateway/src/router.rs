@@ -102,7 +102,10 @@ impl ShardRouter {
         let stream = topology::stream_for_subject(&subject).map_or("none", |s| s.name);
 
         let mut map = HeaderMap::new();
-        map.insert(headers::MSG_ID, headers::msg_id(session_id, sequence).as_str());
+        map.insert(
+            headers::MSG_ID,
+            headers::msg_id(session_id, sequence).as_str(),
+        );
         map.insert(headers::EVENT_TYPE, event.as_str());
         map.insert(headers::SHARD_ID, self.shard_id_text.as_str());
         map.insert(headers::SEQUENCE, sequence.to_string().as_str());
@@ -165,7 +168,10 @@ mod tests {
     #[test]
     fn no_guild_header_without_a_guild() {
         let mut router = ShardRouter::new(0);
-        let out = publish(&mut router, r#"{"op":0,"s":2,"t":"USER_UPDATE","d":{"id":"1"}}"#);
+        let out = publish(
+            &mut router,
+            r#"{"op":0,"s":2,"t":"USER_UPDATE","d":{"id":"1"}}"#,
+        );
         assert_eq!(header(&out, "Discord-Guild-Id"), None);
     }
 
@@ -177,12 +183,26 @@ mod tests {
             router.route(ready.to_owned(), Some("sess"), UNIX_EPOCH),
             Ok(Routed::Lifecycle("identify"))
         ));
-        let create = |id: u32, s: u32| format!(r#"{{"op":0,"s":{s},"t":"GUILD_CREATE","d":{{"id":"{id}"}}}}"#);
-        assert_eq!(publish(&mut router, &create(10, 2)).subject, "events.guild.available");
-        assert_eq!(publish(&mut router, &create(11, 3)).subject, "events.guild.join");
+        let create = |id: u32, s: u32| {
+            format!(r#"{{"op":0,"s":{s},"t":"GUILD_CREATE","d":{{"id":"{id}"}}}}"#)
+        };
+        assert_eq!(
+            publish(&mut router, &create(10, 2)).subject,
+            "events.guild.available"
+        );
+        assert_eq!(
+            publish(&mut router, &create(11, 3)).subject,
+            "events.guild.join"
+        );
         let gone = r#"{"op":0,"s":4,"t":"GUILD_DELETE","d":{"id":"10","unavailable":true}}"#;
-        assert_eq!(publish(&mut router, gone).subject, "events.guild.unavailable");
-        assert_eq!(publish(&mut router, &create(10, 5)).subject, "events.guild.available");
+        assert_eq!(
+            publish(&mut router, gone).subject,
+            "events.guild.unavailable"
+        );
+        assert_eq!(
+            publish(&mut router, &create(10, 5)).subject,
+            "events.guild.available"
+        );
         let left = r#"{"op":0,"s":6,"t":"GUILD_DELETE","d":{"id":"10"}}"#;
         assert_eq!(publish(&mut router, left).subject, "events.guild.leave");
     }
@@ -191,12 +211,18 @@ mod tests {
     fn rejects_broken_frames() {
         let mut router = ShardRouter::new(0);
         assert_eq!(
-            router.route("{".to_owned(), Some("s"), UNIX_EPOCH).unwrap_err(),
+            router
+                .route("{".to_owned(), Some("s"), UNIX_EPOCH)
+                .unwrap_err(),
             Rejected::Frame(FrameErrorKind::Malformed)
         );
         assert_eq!(
             router
-                .route(r#"{"op":0,"s":1,"t":"X","d":{}}"#.to_owned(), None, UNIX_EPOCH)
+                .route(
+                    r#"{"op":0,"s":1,"t":"X","d":{}}"#.to_owned(),
+                    None,
+                    UNIX_EPOCH
+                )
                 .unwrap_err(),
             Rejected::NoSession
         );

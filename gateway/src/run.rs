@@ -65,7 +65,10 @@ impl std::error::Error for Error {}
 
 impl From<TopologyError> for Error {
     fn from(e: TopologyError) -> Self {
-        Self::new(ErrorKind::Topology, format!("{e}: {:?}", std::error::Error::source(&e)))
+        Self::new(
+            ErrorKind::Topology,
+            format!("{e}: {:?}", std::error::Error::source(&e)),
+        )
     }
 }
 
@@ -93,7 +96,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         name: "shardline-gateway".to_owned(),
     })
     .await
-    .map_err(|e| Error::new(ErrorKind::Nats, format!("connecting to {}: {e}", config.nats_url)))?;
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Nats,
+            format!("connecting to {}: {e}", config.nats_url),
+        )
+    })?;
     let js = async_nats::jetstream::new(client.clone());
     let options = ReconcileOptions {
         replicas: config.stream_replicas,
@@ -106,8 +114,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut shards = JoinSet::new();
     tracing::info!(shards = ?plan.shard_ids, total = plan.shard_total, "starting shards");
     for &id in &plan.shard_ids {
-        let mut builder = ConfigBuilder::new(config.token.expose().to_owned(), intents)
-            .queue(queue.clone());
+        let mut builder =
+            ConfigBuilder::new(config.token.expose().to_owned(), intents).queue(queue.clone());
         if let Some(url) = &config.gateway_url {
             builder = builder.proxy_url(url.trim_end_matches('/').to_owned());
         }
@@ -125,8 +133,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         }
     }
     tracing::info!("shards stopped; waiting for outstanding publish acks");
-    if tokio::time::timeout(DRAIN_TIMEOUT, drain.wait()).await.is_err() {
-        tracing::warn!("publish acks still outstanding after {DRAIN_TIMEOUT:?}; Discord will replay them on resume");
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "publish acks still outstanding after {DRAIN_TIMEOUT:?}; Discord will replay them on resume"
+        );
     }
     let _ = client.flush().await;
     if !shutdown.is_cancelled() && fatal.len() == plan.shard_ids.len() {
@@ -150,7 +163,10 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
         (None, None) => recommended(config).await?,
     };
     if shard_total == 0 {
-        return Err(Error::new(ErrorKind::Config, "SHARD_TOTAL must be at least 1"));
+        return Err(Error::new(
+            ErrorKind::Config,
+            "SHARD_TOTAL must be at least 1",
+        ));
     }
     let shard_ids = match &config.shard_ids {
         Some(ids) => ids.ids().to_vec(),
@@ -165,7 +181,7 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
     Ok(Plan {
         shard_total,
         shard_ids,
-        max_concurrency,
+        max_concurrency: config.max_concurrency.unwrap_or(max_concurrency).max(1),
     })
 }
 
@@ -179,7 +195,11 @@ async fn recommended(config: &Config) -> Result<(u32, u16), Error> {
         .model()
         .await
         .map_err(|e| Error::new(ErrorKind::Discord, format!("GET /gateway/bot body: {e}")))?;
-    let concurrency = u16::try_from(info.session_start_limit.max_concurrency).unwrap_or(u16::MAX);
-    tracing::info!(shards = info.shards, max_concurrency = concurrency, "Discord's recommendation");
+    let concurrency = info.session_start_limit.max_concurrency;
+    tracing::info!(
+        shards = info.shards,
+        max_concurrency = concurrency,
+        "Discord's recommendation"
+    );
     Ok((info.shards, concurrency))
 }

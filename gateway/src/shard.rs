@@ -121,11 +121,18 @@ async fn handle_text(
         }
         Err(Rejected::Frame(kind)) => {
             metrics::counter!(m::EVENTS_DROPPED, "reason" => kind.as_str()).increment(1);
-            tracing::warn!(shard = router.shard_id(), reason = kind.as_str(), "dropped a dispatch");
+            tracing::warn!(
+                shard = router.shard_id(),
+                reason = kind.as_str(),
+                "dropped a dispatch"
+            );
         }
         Err(Rejected::NoSession) => {
             metrics::counter!(m::EVENTS_DROPPED, "reason" => "no_session").increment(1);
-            tracing::warn!(shard = router.shard_id(), "dispatch before any session; dropped");
+            tracing::warn!(
+                shard = router.shard_id(),
+                "dispatch before any session; dropped"
+            );
         }
     }
 }

@@ -11,12 +11,18 @@ use shardline_testkit::{NatsServer, eventually, init_tracing};
 async fn sigterm_closes_resumably_and_exits_zero() {
     init_tracing();
     let nats = NatsServer::start();
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let sim = Simulator::start(SimConfig {
+        max_concurrency: 2,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
     let mut events = sim.events();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardline-gateway"))
         .env("DISCORD_TOKEN", &sim.config().token)
         .env("DISCORD_GATEWAY_URL", sim.gateway_url())
         .env("SHARD_TOTAL", "2")
+        .env("DISCORD_MAX_CONCURRENCY", "2")
         .env("NATS_URL", nats.url())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -25,7 +31,8 @@ async fn sigterm_closes_resumably_and_exits_zero() {
     sim.wait_ready(0).await;
     sim.wait_ready(1).await;
     for shard in [0, 1] {
-        sim.dispatch(shard, "TYPING_START", r#"{"guild_id":"1","user_id":"2"}"#).await;
+        sim.dispatch(shard, "TYPING_START", r#"{"guild_id":"1","user_id":"2"}"#)
+            .await;
     }
     let js = async_nats::jetstream::new(nats.client().await);
     eventually("3 events in EVENTS", Duration::from_secs(30), || {
@@ -43,7 +50,10 @@ async fn sigterm_closes_resumably_and_exits_zero() {
         .status()
         .expect("send SIGTERM");
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "gateway exited with {exit:?}");
 
     let mut closes = Vec::new();

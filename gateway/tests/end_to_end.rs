@@ -7,22 +7,23 @@
 
 mod common;
 
-use common::{Harness, assert_exactly_once, published_messages};
-use shardline_discord_sim::{Mix, SimConfig, TrafficPlan};
+use common::{Harness, assert_exactly_once, published_messages, sim_config};
+use shardline_discord_sim::{Mix, TrafficPlan, TransportCompression};
 
-fn compression() -> &'static str {
+/// What this build of twilight-gateway asks for.
+fn compression() -> TransportCompression {
     if cfg!(feature = "zstd") {
-        "zstd-stream"
+        TransportCompression::ZstdStream
     } else if cfg!(feature = "zlib") {
-        "zlib-stream"
+        TransportCompression::ZlibStream
     } else {
-        "none"
+        TransportCompression::None
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_traffic_arrives_exactly_once() {
-    let harness = Harness::start(SimConfig::default()).await;
+    let harness = Harness::start(sim_config()).await;
     harness
         .sim
         .play(TrafficPlan {
@@ -39,8 +40,18 @@ async fn mixed_traffic_arrives_exactly_once() {
     let checked = assert_exactly_once(&sent, &messages);
     assert!(checked >= 3000, "checked {checked} dispatches");
     let kinds: std::collections::HashSet<_> = sent.iter().map(|s| s.event.as_str()).collect();
-    for kind in ["MESSAGE_CREATE", "INTERACTION_CREATE", "GUILD_CREATE", "GUILD_MEMBER_UPDATE"] {
+    for kind in [
+        "MESSAGE_CREATE",
+        "INTERACTION_CREATE",
+        "GUILD_CREATE",
+        "GUILD_MEMBER_UPDATE",
+    ] {
         assert!(kinds.contains(kind), "traffic had no {kind}");
     }
-    eprintln!("{checked} dispatches exactly once over {}", compression());
+    let used = sim.connection_compressions();
+    assert!(
+        !used.is_empty() && used.iter().all(|c| *c == compression()),
+        "connections used {used:?}"
+    );
+    eprintln!("{checked} dispatches exactly once over {:?}", compression());
 }

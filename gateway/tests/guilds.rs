@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Harness, stream_messages};
+use common::{Harness, sim_config, stream_messages};
 use shardline_discord_sim::SimConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -10,7 +10,7 @@ async fn guild_lifecycle_subjects() {
     let harness = Harness::start(SimConfig {
         shard_total: 1,
         guilds_per_shard: 2,
-        ..SimConfig::default()
+        ..sim_config()
     })
     .await;
     let sim = &harness.sim;
@@ -21,10 +21,15 @@ async fn guild_lifecycle_subjects() {
     let create = |id: u64| format!(r#"{{"id":"{id}","name":"g","unavailable":false}}"#);
     // READY listed `known` and `other`; the simulator lazily loaded both already.
     sim.dispatch(0, "GUILD_CREATE", &create(new)).await; // a real join
-    sim.dispatch(0, "GUILD_DELETE", &format!(r#"{{"id":"{known}","unavailable":true}}"#))
-        .await; // outage
+    sim.dispatch(
+        0,
+        "GUILD_DELETE",
+        &format!(r#"{{"id":"{known}","unavailable":true}}"#),
+    )
+    .await; // outage
     sim.dispatch(0, "GUILD_CREATE", &create(known)).await; // recovery
-    sim.dispatch(0, "GUILD_DELETE", &format!(r#"{{"id":"{other}"}}"#)).await; // kicked
+    sim.dispatch(0, "GUILD_DELETE", &format!(r#"{{"id":"{other}"}}"#))
+        .await; // kicked
     sim.dispatch(0, "GUILD_CREATE", &create(other)).await; // invited back: a join
 
     let (nats, _sim) = harness.stop().await;
@@ -32,7 +37,12 @@ async fn guild_lifecycle_subjects() {
         .await
         .into_iter()
         .map(|m| {
-            let guild = m.headers.get("Discord-Guild-Id").unwrap().as_str().to_owned();
+            let guild = m
+                .headers
+                .get("Discord-Guild-Id")
+                .unwrap()
+                .as_str()
+                .to_owned();
             (m.subject.to_string(), guild)
         })
         .collect();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, assert_exactly_once, published_messages};
+use common::{Harness, assert_exactly_once, published_messages, sim_config};
 use shardline_discord_sim::{Mix, SimConfig, SimEvent, TrafficPlan};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,7 +11,7 @@ async fn reconnect_resumes_without_loss_or_duplicates() {
     // Replay 20 frames the gateway already had: a Discord that replays generously.
     let harness = Harness::start(SimConfig {
         replay_overlap: 20,
-        ..SimConfig::default()
+        ..sim_config()
     })
     .await;
     let sim = harness.sim.clone();
@@ -30,17 +30,30 @@ async fn reconnect_resumes_without_loss_or_duplicates() {
     loop {
         match events.recv().await.expect("simulator events") {
             SimEvent::Resumed { shard: 0, .. } => break,
-            SimEvent::Identified { shard: 0, .. } => panic!("shard 0 identified instead of resuming"),
+            SimEvent::Identified { shard: 0, .. } => {
+                panic!("shard 0 identified instead of resuming")
+            }
             _ => {}
         }
     }
     sim.play(plan(3)).await;
     let (nats, sim) = harness.stop().await;
 
-    let resume = sim.resumes().into_iter().find(|r| r.shard == 0).expect("a resume");
-    assert!(resume.replayed >= 20, "the overlap was replayed: {resume:?}");
-    let sessions: std::collections::HashSet<_> =
-        sim.sent().iter().filter(|s| s.shard == 0).map(|s| s.session_id.clone()).collect();
+    let resume = sim
+        .resumes()
+        .into_iter()
+        .find(|r| r.shard == 0)
+        .expect("a resume");
+    assert!(
+        resume.replayed >= 20,
+        "the overlap was replayed: {resume:?}"
+    );
+    let sessions: std::collections::HashSet<_> = sim
+        .sent()
+        .iter()
+        .filter(|s| s.shard == 0)
+        .map(|s| s.session_id.clone())
+        .collect();
     assert_eq!(sessions.len(), 1, "shard 0 kept one session");
     let checked = assert_exactly_once(&sim.sent(), &published_messages(&nats).await);
     assert!(checked >= 1800);

@@ -16,7 +16,9 @@ pub struct ConnectOptions {
 /// # Errors
 ///
 /// Fails if no server in `options.url` accepts the first connection within 10 s.
-pub async fn connect(options: &ConnectOptions) -> Result<async_nats::Client, async_nats::ConnectError> {
+pub async fn connect(
+    options: &ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
     async_nats::ConnectOptions::new()
         .name(&options.name)
         .connection_timeout(Duration::from_secs(10))

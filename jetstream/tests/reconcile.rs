@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use shardline_jetstream::{Change, ReconcileOptions, TopologyErrorKind, reconcile_consumer, reconcile_streams};
+use shardline_jetstream::{
+    Change, ReconcileOptions, TopologyErrorKind, reconcile_consumer, reconcile_streams,
+};
 use shardline_proto::topology::{CONSUMERS, STREAMS};
 use shardline_testkit::NatsServer;
 
@@ -12,25 +14,52 @@ use shardline_testkit::NatsServer;
 async fn starting_twice_changes_nothing() {
     let nats = NatsServer::start();
     let js = jetstream::new(nats.client().await);
-    let first = reconcile_streams(&js, &STREAMS, ReconcileOptions::default()).await.unwrap();
-    assert!(first.iter().all(|(_, c)| *c == Change::Created), "{first:?}");
+    let first = reconcile_streams(&js, &STREAMS, ReconcileOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        first.iter().all(|(_, c)| *c == Change::Created),
+        "{first:?}"
+    );
     for consumer in &CONSUMERS {
-        assert_eq!(reconcile_consumer(&js, consumer).await.unwrap(), Change::Created);
+        assert_eq!(
+            reconcile_consumer(&js, consumer).await.unwrap(),
+            Change::Created
+        );
     }
     let created = js.get_stream("EVENTS").await.unwrap().cached_info().created;
 
-    let second = reconcile_streams(&js, &STREAMS, ReconcileOptions::default()).await.unwrap();
-    assert!(second.iter().all(|(_, c)| *c == Change::Unchanged), "{second:?}");
+    let second = reconcile_streams(&js, &STREAMS, ReconcileOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        second.iter().all(|(_, c)| *c == Change::Unchanged),
+        "{second:?}"
+    );
     for consumer in &CONSUMERS {
-        assert_eq!(reconcile_consumer(&js, consumer).await.unwrap(), Change::Unchanged);
+        assert_eq!(
+            reconcile_consumer(&js, consumer).await.unwrap(),
+            Change::Unchanged
+        );
     }
     let info = js.get_stream("EVENTS").await.unwrap().cached_info().clone();
     assert_eq!(info.created, created, "the stream was not recreated");
 
     for spec in &STREAMS {
-        let config = js.get_stream(spec.name).await.unwrap().cached_info().config.clone();
+        let config = js
+            .get_stream(spec.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .clone();
         assert_eq!(config.max_age, spec.max_age, "{}", spec.name);
-        assert_eq!(config.duplicate_window, spec.duplicate_window(), "{}", spec.name);
+        assert_eq!(
+            config.duplicate_window,
+            spec.duplicate_window(),
+            "{}",
+            spec.name
+        );
         assert!(config.duplicate_window <= config.max_age);
     }
 }
@@ -49,18 +78,30 @@ async fn a_stream_with_another_max_age_is_updated() {
     })
     .await
     .unwrap();
-    js.publish("events.kept", "still here".into()).await.unwrap().await.unwrap();
+    js.publish("events.kept", "still here".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
-    let changes = reconcile_streams(&js, &STREAMS[1..2], ReconcileOptions::default()).await.unwrap();
+    let changes = reconcile_streams(&js, &STREAMS[1..2], ReconcileOptions::default())
+        .await
+        .unwrap();
     let Change::Updated(fields) = &changes[0].1 else {
         panic!("expected an update, got {changes:?}")
     };
-    assert!(fields.iter().any(|f| f.starts_with("max_age")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("max_age")),
+        "{fields:?}"
+    );
     let mut events = js.get_stream("EVENTS").await.unwrap();
     let info = events.info().await.unwrap();
     assert_eq!(info.config.max_age, Duration::from_secs(300));
     assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
-    assert_eq!(info.state.messages, 1, "updating kept the stream's messages");
+    assert_eq!(
+        info.state.messages, 1,
+        "updating kept the stream's messages"
+    );
 }
 
 #[tokio::test]
@@ -86,14 +127,24 @@ async fn storage_cannot_change_in_place() {
 async fn a_consumer_with_another_ack_wait_is_updated() {
     let nats = NatsServer::start();
     let js = jetstream::new(nats.client().await);
-    reconcile_streams(&js, &STREAMS, ReconcileOptions::default()).await.unwrap();
+    reconcile_streams(&js, &STREAMS, ReconcileOptions::default())
+        .await
+        .unwrap();
     let mut drifted = shardline_jetstream::consumer_config(&CONSUMERS[1]);
     drifted.ack_wait = Duration::from_secs(3);
-    js.get_stream("EVENTS").await.unwrap().create_consumer(drifted).await.unwrap();
+    js.get_stream("EVENTS")
+        .await
+        .unwrap()
+        .create_consumer(drifted)
+        .await
+        .unwrap();
     let Change::Updated(fields) = reconcile_consumer(&js, &CONSUMERS[1]).await.unwrap() else {
         panic!("expected an update")
     };
-    assert!(fields.iter().any(|f| f.starts_with("ack_wait")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("ack_wait")),
+        "{fields:?}"
+    );
     let info = js
         .get_stream("EVENTS")
         .await

@@ -6,15 +6,17 @@
 //! of its event.
 
 pub use twilight_model::application::interaction::Interaction;
-pub use twilight_model::gateway::payload::incoming::{MemberAdd, MemberRemove, MemberUpdate};
-pub use twilight_model::guild::{Guild, UnavailableGuild};
+pub use twilight_model::gateway::payload::incoming::{
+    GuildDelete, MemberAdd, MemberRemove, MemberUpdate,
+};
+pub use twilight_model::guild::Guild;
 
 /// Payload of `commands.interaction`.
 pub type InteractionPayload = Interaction;
 /// Payload of `events.guild.join` and `events.guild.available`.
 pub type GuildCreatePayload = Guild;
 /// Payload of `events.guild.leave` and `events.guild.unavailable`.
-pub type GuildDeletePayload = UnavailableGuild;
+pub type GuildDeletePayload = GuildDelete;
 /// Payload of `events.member.join`.
 pub type MemberJoinPayload = MemberAdd;
 /// Payload of `events.member.leave`.

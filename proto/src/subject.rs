@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(subject("GUILD_CREATE", Some(Available)), GUILD_AVAILABLE);
         assert_eq!(subject("GUILD_CREATE", None), GUILD_AVAILABLE);
         assert_eq!(subject("GUILD_DELETE", Some(Leave)), GUILD_LEAVE);
-        assert_eq!(subject("GUILD_DELETE", Some(Unavailable)), GUILD_UNAVAILABLE);
+        assert_eq!(
+            subject("GUILD_DELETE", Some(Unavailable)),
+            GUILD_UNAVAILABLE
+        );
         assert_eq!(subject("GUILD_DELETE", None), GUILD_LEAVE);
     }
 

@@ -146,8 +146,12 @@ pub const SYNC_WORKER: ConsumerSpec = ConsumerSpec {
 };
 
 /// Every durable consumer.
-pub const CONSUMERS: [ConsumerSpec; 4] =
-    [COMMAND_WORKER, EVENT_WORKER, ELIGIBILITY_WORKER, SYNC_WORKER];
+pub const CONSUMERS: [ConsumerSpec; 4] = [
+    COMMAND_WORKER,
+    EVENT_WORKER,
+    ELIGIBILITY_WORKER,
+    SYNC_WORKER,
+];
 
 /// Looks a consumer up by durable name.
 pub fn consumer(durable: &str) -> Option<&'static ConsumerSpec> {

@@ -121,7 +121,10 @@ impl NatsServer {
             writeln!(file, "max_payload: {max_payload}").expect("write nats.conf");
         }
         drop(file);
-        let port = self.options.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let port = self
+            .options
+            .port
+            .map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let mut child = Command::new(nats_server_binary())
             .arg("--config")
             .arg(&config)
@@ -143,15 +146,18 @@ impl NatsServer {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let port = rest.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
+                    let port = rest
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.trim().parse::<u16>().ok());
                     if let (Some(port), Some(tx)) = (port, tx.take()) {
                         let _ = tx.send(port);
                     }
                 }
-                if line.contains("Server is ready") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(0);
-                    }
+                if line.contains("Server is ready")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(0);
                 }
                 if std::env::var_os("SHARDLINE_NATS_LOG").is_some() {
                     eprintln!("nats-server: {line}");

@@ -28,8 +28,7 @@ pub struct WorkerArgs {
 pub async fn main(name: &str, args: WorkerArgs, worker: Worker) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     if let Some(addr) = args.metrics_addr {

@@ -2,7 +2,7 @@
 //!
 //! Each decodes its payload with twilight-model and logs one structured line.
 
-use shardline_proto::payload::{Guild, MemberAdd, MemberRemove, MemberUpdate, UnavailableGuild};
+use shardline_proto::payload::{Guild, GuildDelete, MemberAdd, MemberRemove, MemberUpdate};
 use shardline_proto::subject;
 
 use crate::{Handler, Handlers, Meta, Outcome};
@@ -23,9 +23,9 @@ impl Handler for GuildJoin {
 pub struct GuildLeave;
 
 impl Handler for GuildLeave {
-    type Payload = UnavailableGuild;
+    type Payload = GuildDelete;
 
-    async fn handle(&self, guild: UnavailableGuild, _meta: &Meta) -> Outcome {
+    async fn handle(&self, guild: GuildDelete, _meta: &Meta) -> Outcome {
         tracing::info!(guild = %guild.id, "left guild");
         Outcome::Success
     }

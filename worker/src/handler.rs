@@ -117,7 +117,8 @@ impl Handlers {
 
     /// Registers `handler` for subjects matching `pattern` (NATS wildcards allowed).
     pub fn on<H: Handler>(mut self, pattern: &str, handler: H) -> Self {
-        self.routes.push((pattern.to_owned(), Arc::new(Typed(handler))));
+        self.routes
+            .push((pattern.to_owned(), Arc::new(Typed(handler))));
         self
     }
 

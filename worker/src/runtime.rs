@@ -67,11 +67,20 @@ impl Worker {
     /// # Errors
     ///
     /// Fails if the topology cannot be reconciled or the consumer cannot be read.
-    pub async fn run(self, client: async_nats::Client, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn run(
+        self,
+        client: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
         let js = jetstream::new(client);
-        let stream_spec = topology::stream(self.consumer.stream)
-            .ok_or_else(|| Error(format!("consumer {} names no declared stream", self.consumer.durable)))?;
-        shardline_jetstream::reconcile_stream(&js, stream_spec, ReconcileOptions::default()).await?;
+        let stream_spec = topology::stream(self.consumer.stream).ok_or_else(|| {
+            Error(format!(
+                "consumer {} names no declared stream",
+                self.consumer.durable
+            ))
+        })?;
+        shardline_jetstream::reconcile_stream(&js, stream_spec, ReconcileOptions::default())
+            .await?;
         shardline_jetstream::reconcile_consumer(&js, self.consumer).await?;
         let consumer: PullConsumer = js
             .get_stream_no_info(self.consumer.stream)
@@ -81,7 +90,9 @@ impl Worker {
             .await
             .map_err(|e| Error(format!("consumer {}: {e}", self.consumer.durable)))?;
 
-        let concurrency = usize::try_from(self.consumer.max_ack_pending).unwrap_or(1).max(1);
+        let concurrency = usize::try_from(self.consumer.max_ack_pending)
+            .unwrap_or(1)
+            .max(1);
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(concurrency)
@@ -91,7 +102,11 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
         let this = Arc::new(self);
-        tracing::info!(consumer = this.consumer.durable, concurrency, "worker running");
+        tracing::info!(
+            consumer = this.consumer.durable,
+            concurrency,
+            "worker running"
+        );
 
         loop {
             // Take a permit before pulling, so at most `concurrency` messages are held.
@@ -119,10 +134,19 @@ impl Worker {
                 None => break,
             }
         }
-        tracing::info!(consumer = this.consumer.durable, in_flight = tasks.len(), "stopping: finishing in-flight messages");
+        tracing::info!(
+            consumer = this.consumer.durable,
+            in_flight = tasks.len(),
+            "stopping: finishing in-flight messages"
+        );
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-            tracing::warn!("in-flight handlers still running; JetStream redelivers them after the ack wait");
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight handlers still running; JetStream redelivers them after the ack wait"
+            );
         }
         Ok(())
     }

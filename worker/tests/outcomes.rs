@@ -26,7 +26,9 @@ impl Handler for Scripted {
 
     async fn handle(&self, order: Order, meta: &Meta) -> Outcome {
         let _ = self.0.send((order.id, meta.delivered, Instant::now()));
-        let index = usize::try_from(meta.delivered - 1).unwrap().min(order.answers.len() - 1);
+        let index = usize::try_from(meta.delivered - 1)
+            .unwrap()
+            .min(order.answers.len() - 1);
         match order.answers[index].as_str() {
             "success" => Outcome::Success,
             "retry" => Outcome::retry(),
@@ -129,7 +131,10 @@ async fn retry_waits_five_seconds_and_terminal_never_returns() {
         }
     }
     let waited = second.unwrap() - first.expect("first delivery");
-    assert!(waited >= DEFAULT_RETRY_DELAY, "redelivered after {waited:?}");
+    assert!(
+        waited >= DEFAULT_RETRY_DELAY,
+        "redelivered after {waited:?}"
+    );
 
     // By now (5 s later) a nak'd message would have been redelivered long ago; the
     // terminated one was delivered once and is not pending.
@@ -144,7 +149,10 @@ async fn retry_waits_five_seconds_and_terminal_never_returns() {
     })
     .await;
     assert_eq!(info.num_pending, 0);
-    assert_eq!(info.num_redelivered, 0, "only the retried message was redelivered, and it is acked");
+    assert_eq!(
+        info.num_redelivered, 0,
+        "only the retried message was redelivered, and it is acked"
+    );
     assert!(s.deliveries.try_recv().is_err(), "no further delivery");
     s.shutdown.cancel();
     s.worker.await.unwrap();

@@ -14,6 +14,15 @@ use shardline_testkit::{NatsServer, init_tracing};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A simulator configuration whose `max_concurrency` lets every shard identify at
+/// once (the gateway is told the same), so tests do not wait 5 s per shard.
+pub fn sim_config() -> SimConfig {
+    SimConfig {
+        max_concurrency: 16,
+        ..SimConfig::default()
+    }
+}
+
 /// nats-server + simulator + gateway.
 pub struct Harness {
     pub nats: NatsServer,
@@ -30,7 +39,8 @@ impl Harness {
         let total = sim_config.shard_total;
         let token = sim_config.token.clone();
         let sim = Simulator::start(sim_config).await.expect("start simulator");
-        let config = Config::for_gateway(&token, &sim.gateway_url(), total, &nats.url());
+        let mut config = Config::for_gateway(&token, &sim.gateway_url(), total, &nats.url());
+        config.max_concurrency = Some(sim.config().max_concurrency as u16);
         let shutdown = CancellationToken::new();
         let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
         for shard in 0..total {
@@ -67,7 +77,12 @@ pub async fn stream_messages(nats: &NatsServer, stream: &str) -> Vec<StreamMessa
         return messages;
     }
     for seq in state.first_sequence..=state.last_sequence {
-        messages.push(stream.get_raw_message(seq).await.expect("message by sequence"));
+        messages.push(
+            stream
+                .get_raw_message(seq)
+                .await
+                .expect("message by sequence"),
+        );
     }
     messages
 }
@@ -121,13 +136,28 @@ pub fn assert_exactly_once(sent: &[Sent], messages: &[StreamMessage]) -> usize {
     let mut seen = HashSet::new();
     let mut duplicates = 0;
     for message in messages {
-        let id = header(message, headers::MSG_ID).expect("Nats-Msg-Id").to_owned();
-        let s = by_id.get(&id).unwrap_or_else(|| panic!("{id} was never sent"));
-        assert_eq!(message.subject.as_str(), expected[&id], "subject of {id} ({})", s.event);
+        let id = header(message, headers::MSG_ID)
+            .expect("Nats-Msg-Id")
+            .to_owned();
+        let s = by_id
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} was never sent"));
+        assert_eq!(
+            message.subject.as_str(),
+            expected[&id],
+            "subject of {id} ({})",
+            s.event
+        );
         assert_eq!(&message.payload[..], s.d.as_bytes(), "payload of {id}");
         assert_eq!(header(message, headers::EVENT_TYPE), Some(s.event.as_str()));
-        assert_eq!(header(message, headers::SHARD_ID), Some(s.shard.to_string().as_str()));
-        assert_eq!(header(message, headers::SEQUENCE), Some(s.seq.to_string().as_str()));
+        assert_eq!(
+            header(message, headers::SHARD_ID),
+            Some(s.shard.to_string().as_str())
+        );
+        assert_eq!(
+            header(message, headers::SEQUENCE),
+            Some(s.seq.to_string().as_str())
+        );
         let guild = header(message, headers::GUILD_ID).map(|g| g.parse::<u64>().unwrap());
         if let Some(want) = s.guild_id {
             assert_eq!(guild, Some(want), "guild header of {id} ({})", s.event);
@@ -136,14 +166,22 @@ pub fn assert_exactly_once(sent: &[Sent], messages: &[StreamMessage]) -> usize {
             .expect("received-at header")
             .parse()
             .expect("nanoseconds");
-        assert!(received > 1_600_000_000_000_000_000, "received-at is epoch nanoseconds");
+        assert!(
+            received > 1_600_000_000_000_000_000,
+            "received-at is epoch nanoseconds"
+        );
         if !seen.insert(id) {
             duplicates += 1;
         }
     }
     let missing: Vec<_> = expected.keys().filter(|id| !seen.contains(*id)).collect();
     assert_eq!(duplicates, 0, "duplicated messages");
-    assert!(missing.is_empty(), "{} lost, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     expected.len()
 }
 

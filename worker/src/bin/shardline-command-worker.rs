@@ -7,5 +7,10 @@ use shardline_worker::{Worker, cli, commands};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = cli::WorkerArgs::parse();
-    cli::main("shardline-command-worker", args, Worker::new(&COMMAND_WORKER, commands::handlers())).await
+    cli::main(
+        "shardline-command-worker",
+        args,
+        Worker::new(&COMMAND_WORKER, commands::handlers()),
+    )
+    .await
 }

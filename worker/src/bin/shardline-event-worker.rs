@@ -7,5 +7,10 @@ use shardline_worker::{Worker, cli, events};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = cli::WorkerArgs::parse();
-    cli::main("shardline-event-worker", args, Worker::new(&EVENT_WORKER, events::handlers())).await
+    cli::main(
+        "shardline-event-worker",
+        args,
+        Worker::new(&EVENT_WORKER, events::handlers()),
+    )
+    .await
 }
