@@ -108,6 +108,7 @@ impl Worker {
             "worker running"
         );
 
+        let mut ended = false;
         loop {
             // Take a permit before pulling, so at most `concurrency` messages are held.
             let permit = tokio::select! {
@@ -131,7 +132,10 @@ impl Worker {
                 Some(Err(error)) => {
                     tracing::warn!(consumer = this.consumer.durable, %error, "pull error; carrying on");
                 }
-                None => break,
+                None => {
+                    ended = true;
+                    break;
+                }
             }
         }
         tracing::info!(
@@ -147,6 +151,12 @@ impl Worker {
             tracing::warn!(
                 "in-flight handlers still running; JetStream redelivers them after the ack wait"
             );
+        }
+        if ended {
+            return Err(Error(format!(
+                "the message stream of {} ended unexpectedly",
+                this.consumer.durable
+            )));
         }
         Ok(())
     }

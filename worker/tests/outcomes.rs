@@ -88,6 +88,16 @@ async fn consumer_info(js: &jetstream::Context) -> jetstream::consumer::Info {
         .unwrap()
 }
 
+/// Waits until every message up to stream sequence `seq` is acked or terminated
+/// and nothing is pending.
+async fn settled_through(js: &jetstream::Context, seq: u64) -> jetstream::consumer::Info {
+    eventually("consumer settled", Duration::from_secs(10), || async {
+        let info = consumer_info(js).await;
+        (info.ack_floor.stream_sequence >= seq && info.num_ack_pending == 0).then_some(info)
+    })
+    .await
+}
+
 async fn next(setup: &mut Setup) -> (u32, i64, Instant) {
     tokio::time::timeout(Duration::from_secs(60), setup.deliveries.recv())
         .await
@@ -100,15 +110,7 @@ async fn success_is_acked() {
     let mut s = setup().await;
     let seq = publish(&s.js, 1, &["success"]).await;
     assert_eq!(next(&mut s).await.0, 1);
-    let js = s.js.clone();
-    eventually("ack floor at the message", Duration::from_secs(10), || {
-        let js = js.clone();
-        async move {
-            let info = consumer_info(&js).await;
-            (info.ack_floor.stream_sequence >= seq && info.num_ack_pending == 0).then_some(())
-        }
-    })
-    .await;
+    settled_through(&s.js, seq).await;
     s.shutdown.cancel();
     s.worker.await.unwrap();
 }
@@ -173,15 +175,15 @@ async fn undecodable_payload_is_terminal_and_the_worker_keeps_going() {
         .unwrap();
     let seq = publish(&s.js, 3, &["success"]).await;
     assert_eq!(next(&mut s).await.0, 3, "the good message is handled");
-    let js = s.js.clone();
-    eventually("all three settled", Duration::from_secs(10), || {
-        let js = js.clone();
-        async move {
-            let info = consumer_info(&js).await;
-            (info.ack_floor.stream_sequence >= seq && info.num_ack_pending == 0).then_some(())
-        }
-    })
-    .await;
+    let info = settled_through(&s.js, seq).await;
+    assert_eq!(
+        info.num_redelivered, 0,
+        "undecodable messages are terminated, not retried"
+    );
+    assert!(
+        s.deliveries.try_recv().is_err(),
+        "they never reached the handler"
+    );
     s.shutdown.cancel();
     s.worker.await.unwrap();
 }

@@ -43,7 +43,10 @@ async fn print_table(
     elapsed: Duration,
 ) {
     let total: u64 = counts.values().sum();
-    println!("\n--- {:>5.1}s: {total} messages published ---", elapsed.as_secs_f64());
+    println!(
+        "\n--- {:>5.1}s: {total} messages published ---",
+        elapsed.as_secs_f64()
+    );
     println!("{:<34} {:>8} {:>8}", "subject", "count", "per s");
     for (subject, count) in counts {
         let rate = *count as f64 / elapsed.as_secs_f64().max(0.001);
