@@ -34,7 +34,7 @@ async fn mixed_traffic_arrives_exactly_once() {
             seed: 7,
         })
         .await;
-    let (nats, sim) = harness.stop().await;
+    let (nats, sim) = harness.stop_when_delivered().await;
     let sent = sim.sent();
     let messages = published_messages(&nats).await;
     let checked = assert_exactly_once(&sent, &messages);

@@ -32,7 +32,7 @@ async fn guild_lifecycle_subjects() {
         .await; // kicked
     sim.dispatch(0, "GUILD_CREATE", &create(other)).await; // invited back: a join
 
-    let (nats, _sim) = harness.stop().await;
+    let (nats, _sim) = harness.stop_when_delivered().await;
     let subjects: Vec<(String, String)> = stream_messages(&nats, "EVENTS")
         .await
         .into_iter()

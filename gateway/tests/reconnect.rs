@@ -37,7 +37,7 @@ async fn reconnect_resumes_without_loss_or_duplicates() {
         }
     }
     sim.play(plan(3)).await;
-    let (nats, sim) = harness.stop().await;
+    let (nats, sim) = harness.stop_when_delivered().await;
 
     let resume = sim
         .resumes()

@@ -54,6 +54,28 @@ impl Harness {
         }
     }
 
+    /// Waits until the streams hold as many messages as the simulator has sent
+    /// publishable dispatches (frames still queued in the simulator when the gateway
+    /// closes would only come back on a resume), then stops.
+    pub async fn stop_when_delivered(self) -> (NatsServer, Simulator) {
+        let want = expected_subjects(&self.sim.sent()).len() as u64;
+        let js = jetstream::new(self.nats.client().await);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        // On timeout, stop anyway: the caller's assertions then name what is missing.
+        while tokio::time::Instant::now() < deadline {
+            let mut stored = 0;
+            for name in ["EVENTS", "COMMANDS"] {
+                let mut stream = js.get_stream(name).await.expect("stream");
+                stored += stream.info().await.expect("stream info").state.messages;
+            }
+            if stored >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop().await
+    }
+
     /// Shuts the gateway down (resumable close, outstanding acks awaited) and
     /// returns the parts still needed for assertions.
     pub async fn stop(self) -> (NatsServer, Simulator) {
