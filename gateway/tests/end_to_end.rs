@@ -24,6 +24,7 @@ fn compression() -> TransportCompression {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_traffic_arrives_exactly_once() {
     let harness = Harness::start(sim_config()).await;
+    let started = std::time::Instant::now();
     harness
         .sim
         .play(TrafficPlan {
@@ -35,6 +36,8 @@ async fn mixed_traffic_arrives_exactly_once() {
         })
         .await;
     let (nats, sim) = harness.stop_when_delivered().await;
+    // Information only (speed is measured in benchmarks, not asserted here).
+    let elapsed = started.elapsed();
     let sent = sim.sent();
     let messages = published_messages(&nats).await;
     let checked = assert_exactly_once(&sent, &messages);
@@ -53,5 +56,8 @@ async fn mixed_traffic_arrives_exactly_once() {
         !used.is_empty() && used.iter().all(|c| *c == compression()),
         "connections used {used:?}"
     );
-    eprintln!("{checked} dispatches exactly once over {:?}", compression());
+    eprintln!(
+        "{checked} dispatches exactly once over {:?} in {elapsed:?} (debug build)",
+        compression()
+    );
 }
