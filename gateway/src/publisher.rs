@@ -216,7 +216,7 @@ fn count_error(kind: PublishErrorKind) {
         PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => "expectation",
         PublishErrorKind::Other => "other",
     };
-    tracing::warn!(error_type = label, "publish failed; retrying");
+    tracing::warn!(error_type = label, "publish attempt failed");
     metrics::counter!(m::PUBLISH_ERRORS, "error_type" => label).increment(1);
 }
 

@@ -5,4 +5,4 @@ mod nats_server;
 mod wait;
 
 pub use nats_server::{NatsServer, NatsServerBuilder, nats_server_binary};
-pub use wait::{eventually, init_tracing};
+pub use wait::{eventually, init_tracing, poll_until};

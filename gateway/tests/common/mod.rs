@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, message::StreamMessage};
 use shardline_discord_sim::{Sent, SimConfig, Simulator};
 use shardline_gateway::{Config, Error};
 use shardline_proto::{GuildTracker, Route, headers, route};
-use shardline_testkit::{NatsServer, init_tracing};
+use shardline_testkit::{NatsServer, init_tracing, poll_until};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -60,19 +60,16 @@ impl Harness {
     pub async fn stop_when_delivered(self) -> (NatsServer, Simulator) {
         let want = expected_subjects(&self.sim.sent()).len() as u64;
         let js = jetstream::new(self.nats.client().await);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
         // On timeout, stop anyway: the caller's assertions then name what is missing.
-        while tokio::time::Instant::now() < deadline {
+        poll_until(PATIENCE, || async {
             let mut stored = 0;
             for name in ["EVENTS", "COMMANDS"] {
                 let mut stream = js.get_stream(name).await.expect("stream");
                 stored += stream.info().await.expect("stream info").state.messages;
             }
-            if stored >= want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (stored >= want).then_some(())
+        })
+        .await;
         self.stop().await
     }
 
