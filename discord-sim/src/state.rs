@@ -85,6 +85,9 @@ pub struct CallbackRecord {
     pub kind: &'static str,
     /// When it arrived.
     pub received_at: SystemTime,
+    /// The HTTP status the simulator answered (a second callback for one interaction
+    /// gets 400 with Discord's code 40060, "already acknowledged").
+    pub status: u16,
 }
 
 /// Something that happened on the gateway side, for tests to await instead of sleeping.

@@ -3,6 +3,7 @@
 
 mod guild;
 pub mod headers;
+pub mod kv;
 pub mod payload;
 pub mod subject;
 pub mod topology;

@@ -1,23 +1,26 @@
-//! The worker loop: pull, decode, handle, ack, with bounded concurrency.
+//! The worker loop: pull with bounded concurrency, process, shut down cleanly.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use shardline_jetstream::{ReconcileOptions, TopologyError};
-use shardline_proto::topology::{self, ConsumerSpec};
+use shardline_proto::topology::{self, ConsumerSpec, DEAD_LETTER, RetryPolicy};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Handlers, Meta, Outcome, metrics as m};
+use crate::{Handlers, metrics as m};
 
-/// Delay before a message a handler asked to retry is redelivered.
+/// Delay before a message a handler asked to retry is redelivered, unless its
+/// consumer's [`RetryPolicy`] says otherwise.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How long shutdown lets in-flight handlers finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long shutdown lets in-flight handlers finish before returning their messages.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often consumer lag and ack-pending gauges are refreshed.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a worker stopped.
 #[derive(Debug)]
@@ -37,32 +40,51 @@ impl From<TopologyError> for Error {
     }
 }
 
+/// What a worker runs with; shared by every in-flight message.
+pub(crate) struct Settings {
+    pub(crate) consumer: &'static ConsumerSpec,
+    pub(crate) handlers: Handlers,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_deliver: i64,
+    pub(crate) shutdown_grace: Duration,
+}
+
 /// A worker: one durable consumer and the handlers for its subjects.
-#[derive(Clone)]
 pub struct Worker {
-    consumer: &'static ConsumerSpec,
-    handlers: Handlers,
-    retry_delay: Duration,
+    settings: Settings,
 }
 
 impl Worker {
-    /// A worker on `consumer` (from `shardline_proto::topology`).
+    /// A worker on `consumer` (from `shardline_proto::topology`), with the consumer's
+    /// retry policy and delivery limit.
     pub fn new(consumer: &'static ConsumerSpec, handlers: Handlers) -> Self {
         Self {
-            consumer,
-            handlers,
-            retry_delay: DEFAULT_RETRY_DELAY,
+            settings: Settings {
+                consumer,
+                handlers,
+                retry: consumer.retry,
+                max_deliver: consumer.max_deliver.max(1),
+                shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            },
         }
     }
 
-    /// Changes the delay for `Outcome::Retry` without a delay of its own.
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = delay;
+    /// Replaces the consumer's retry policy.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.settings.retry = retry;
         self
     }
 
-    /// Reconciles the consumer's stream and the consumer, then handles messages
-    /// until `shutdown` is cancelled, then lets in-flight handlers finish.
+    /// How long SIGTERM lets in-flight handlers run before their messages are
+    /// returned to the stream (nak) for another worker.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
+    /// Reconciles the consumer's stream, the dead-letter stream and the consumer, then
+    /// handles messages until `shutdown` is cancelled; then stops pulling, lets
+    /// in-flight handlers finish within the grace period and returns the rest.
     ///
     /// # Errors
     ///
@@ -72,41 +94,39 @@ impl Worker {
         client: async_nats::Client,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
+        let spec = self.settings.consumer;
         let js = jetstream::new(client);
-        let stream_spec = topology::stream(self.consumer.stream).ok_or_else(|| {
+        let stream_spec = topology::stream(spec.stream).ok_or_else(|| {
             Error(format!(
                 "consumer {} names no declared stream",
-                self.consumer.durable
+                spec.durable
             ))
         })?;
-        shardline_jetstream::reconcile_stream(&js, stream_spec, ReconcileOptions::default())
-            .await?;
-        shardline_jetstream::reconcile_consumer(&js, self.consumer).await?;
+        let options = ReconcileOptions::default();
+        shardline_jetstream::reconcile_stream(&js, stream_spec, options).await?;
+        shardline_jetstream::reconcile_stream(&js, &DEAD_LETTER, options).await?;
+        shardline_jetstream::reconcile_consumer(&js, spec).await?;
         let consumer: PullConsumer = js
-            .get_stream_no_info(self.consumer.stream)
+            .get_stream_no_info(spec.stream)
             .await
-            .map_err(|e| Error(format!("stream {}: {e}", self.consumer.stream)))?
-            .get_consumer(self.consumer.durable)
+            .map_err(|e| Error(format!("stream {}: {e}", spec.stream)))?
+            .get_consumer(spec.durable)
             .await
-            .map_err(|e| Error(format!("consumer {}: {e}", self.consumer.durable)))?;
+            .map_err(|e| Error(format!("consumer {}: {e}", spec.durable)))?;
 
-        let concurrency = usize::try_from(self.consumer.max_ack_pending)
-            .unwrap_or(1)
-            .max(1);
+        let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(concurrency)
             .messages()
             .await
-            .map_err(|e| Error(format!("pulling from {}: {e}", self.consumer.durable)))?;
+            .map_err(|e| Error(format!("pulling from {}: {e}", spec.durable)))?;
+        let stats = tokio::spawn(poll_stats(consumer, shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
-        let this = Arc::new(self);
-        tracing::info!(
-            consumer = this.consumer.durable,
-            concurrency,
-            "worker running"
-        );
+        let abandon = CancellationToken::new();
+        let settings = Arc::new(self.settings);
+        tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
         let mut ended = false;
         loop {
@@ -123,14 +143,14 @@ impl Worker {
             };
             match message {
                 Some(Ok(message)) => {
-                    let this = this.clone();
+                    let (settings, js, abandon) = (settings.clone(), js.clone(), abandon.clone());
                     tasks.spawn(async move {
-                        this.process(message).await;
+                        crate::process::process(&settings, &js, message, &abandon).await;
                         drop(permit);
                     });
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(consumer = this.consumer.durable, %error, "pull error; carrying on");
+                    tracing::warn!(consumer = spec.durable, %error, "pull error; carrying on");
                 }
                 None => {
                     ended = true;
@@ -138,73 +158,59 @@ impl Worker {
                 }
             }
         }
+
+        // Messages already delivered to this client but not started go straight back.
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!(consumer = spec.durable, %error, "nak on shutdown failed");
+            }
+        }
+        drop(messages);
+        stats.abort();
         tracing::info!(
-            consumer = this.consumer.durable,
+            consumer = spec.durable,
             in_flight = tasks.len(),
             "stopping: finishing in-flight messages"
         );
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        if tokio::time::timeout(settings.shutdown_grace, tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                "in-flight handlers still running; JetStream redelivers them after the ack wait"
+                consumer = spec.durable,
+                in_flight = tasks.len(),
+                "grace period over: returning unfinished messages to the stream"
             );
+            abandon.cancel();
+            tasks.wait().await;
         }
         if ended {
             return Err(Error(format!(
                 "the message stream of {} ended unexpectedly",
-                this.consumer.durable
+                spec.durable
             )));
         }
         Ok(())
     }
+}
 
-    async fn process(&self, message: jetstream::Message) {
-        let durable = self.consumer.durable;
-        let (delivered, stream_sequence) = message
-            .info()
-            .map(|i| (i.delivered, i.stream_sequence))
-            .unwrap_or((1, 0));
-        let meta = Meta {
-            subject: message.subject.to_string(),
-            headers: message.headers.clone().unwrap_or_default(),
-            delivered,
-            stream_sequence,
-        };
-        let started = Instant::now();
-        let outcome = match self.handlers.dispatch(&message.payload, meta.clone()) {
-            // A panicking handler must not take the worker down: run it in its own task.
-            Some(future) => match tokio::spawn(future).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    tracing::error!(consumer = durable, subject = %meta.subject, error = %e, "handler panicked; retrying");
-                    Outcome::retry()
-                }
-            },
-            None => {
-                tracing::debug!(consumer = durable, subject = %meta.subject, "no handler for subject; acking");
-                Outcome::Success
+/// Publishes the consumer's lag (messages not yet delivered) and ack-pending count.
+async fn poll_stats(consumer: PullConsumer, shutdown: CancellationToken) {
+    let durable = consumer.cached_info().name.clone();
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match consumer.get_info().await {
+            Ok(info) => {
+                metrics::gauge!(m::LAG, "consumer" => durable.clone()).set(info.num_pending as f64);
+                metrics::gauge!(m::ACK_PENDING, "consumer" => durable.clone())
+                    .set(info.num_ack_pending as f64);
             }
-        };
-        metrics::histogram!(m::PROCESSING_DURATION, "consumer" => durable)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::MESSAGES_PROCESSED, "consumer" => durable, "status" => outcome.status())
-            .increment(1);
-        let ack = match &outcome {
-            Outcome::Success => message.double_ack().await,
-            Outcome::Retry { delay } => {
-                let delay = delay.unwrap_or(self.retry_delay);
-                message.ack_with(AckKind::Nak(Some(delay))).await
-            }
-            Outcome::Terminal { reason } => {
-                tracing::warn!(consumer = durable, subject = %meta.subject, reason, "terminal: message will not be redelivered");
-                message.double_ack_with(AckKind::Term).await
-            }
-        };
-        if let Err(error) = ack {
-            tracing::warn!(consumer = durable, %error, "ack failed; JetStream will redeliver");
+            Err(error) => tracing::debug!(consumer = %durable, %error, "consumer info failed"),
         }
     }
 }
