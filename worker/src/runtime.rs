@@ -4,8 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
-use futures_util::{FutureExt, StreamExt};
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::Batch;
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
 use shardline_jetstream::{ReconcileOptions, TopologyError};
 use shardline_proto::topology::{self, ConsumerSpec, DEAD_LETTER, RetryPolicy};
 use tokio::sync::Semaphore;
@@ -19,6 +21,8 @@ use crate::{Handlers, metrics as m};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long shutdown lets in-flight handlers finish before returning their messages.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long one pull request stays open; also the longest shutdown waits for it.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// How often consumer lag and ack-pending gauges are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -95,77 +99,83 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let spec = self.settings.consumer;
-        let js = jetstream::new(client);
-        let stream_spec = topology::stream(spec.stream).ok_or_else(|| {
-            Error(format!(
-                "consumer {} names no declared stream",
-                spec.durable
-            ))
-        })?;
-        let options = ReconcileOptions::default();
-        shardline_jetstream::reconcile_stream(&js, stream_spec, options).await?;
-        shardline_jetstream::reconcile_stream(&js, &DEAD_LETTER, options).await?;
-        shardline_jetstream::reconcile_consumer(&js, spec).await?;
-        let consumer: PullConsumer = js
-            .get_stream_no_info(spec.stream)
-            .await
-            .map_err(|e| Error(format!("stream {}: {e}", spec.stream)))?
-            .get_consumer(spec.durable)
-            .await
-            .map_err(|e| Error(format!("consumer {}: {e}", spec.durable)))?;
-
+        let js = jetstream::new(client.clone());
+        let consumer = declare(&js, spec).await?;
         let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(concurrency)
-            .messages()
-            .await
-            .map_err(|e| Error(format!("pulling from {}: {e}", spec.durable)))?;
-        let stats = tokio::spawn(poll_stats(consumer, shutdown.clone()));
+        let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
         let abandon = CancellationToken::new();
         let settings = Arc::new(self.settings);
         tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
-        let mut ended = false;
-        loop {
-            // Take a permit before pulling, so at most `concurrency` messages are held.
-            let permit = tokio::select! {
+        // Pull in bounded batches, one per round, each asking for as many messages as
+        // there are free permits: at most `concurrency` messages are ever held, and on
+        // shutdown the one open request is drained (its messages returned) and no
+        // other is made, so nothing is left delivered and unanswered.
+        let mut consumer = consumer;
+        let mut failures = 0u32;
+        'pull: while !shutdown.is_cancelled() {
+            let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
             };
-            let message = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                message = messages.next() => message,
+            let mut held = vec![first];
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                held.push(permit);
+            }
+            let batch = consumer
+                .batch()
+                .max_messages(held.len())
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    tracing::warn!(consumer = spec.durable, %error, ?backoff, "pull failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    // The server may have restarted without the consumer: declare it again.
+                    if let Ok(again) = declare(&js, spec).await {
+                        consumer = again;
+                    }
+                    continue;
+                }
             };
-            match message {
-                Some(Ok(message)) => {
-                    let (settings, js, abandon) = (settings.clone(), js.clone(), abandon.clone());
-                    tasks.spawn(async move {
-                        crate::process::process(&settings, &js, message, &abandon).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(consumer = spec.durable, %error, "pull error; carrying on");
-                }
-                None => {
-                    ended = true;
-                    break;
+            loop {
+                let message = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        return_rest(&mut batch, spec.durable).await;
+                        break 'pull;
+                    }
+                    message = batch.next() => message,
+                };
+                match message {
+                    Some(Ok(message)) => {
+                        failures = 0;
+                        let permit = held.pop().expect("a batch never exceeds its permits");
+                        let (settings, js, abandon) =
+                            (settings.clone(), js.clone(), abandon.clone());
+                        tasks.spawn(async move {
+                            crate::process::process(&settings, &js, message, &abandon).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(consumer = spec.durable, %error, "pull request ended");
+                        break;
+                    }
+                    None => break,
                 }
             }
         }
-
-        // Messages already delivered to this client but not started go straight back.
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-            if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
-                tracing::warn!(consumer = spec.durable, %error, "nak on shutdown failed");
-            }
-        }
-        drop(messages);
         stats.abort();
         tracing::info!(
             consumer = spec.durable,
@@ -185,13 +195,44 @@ impl Worker {
             abandon.cancel();
             tasks.wait().await;
         }
-        if ended {
-            return Err(Error(format!(
-                "the message stream of {} ended unexpectedly",
-                spec.durable
-            )));
+        // Acks and naks are written to the client's buffer: send them before returning,
+        // or a process that exits next would lose them.
+        if let Err(error) = client.flush().await {
+            tracing::warn!(consumer = spec.durable, %error, "flushing acks failed");
         }
         Ok(())
+    }
+}
+
+/// Declares the consumer's stream, the dead-letter stream and the consumer, and opens it.
+async fn declare(
+    js: &jetstream::Context,
+    spec: &'static ConsumerSpec,
+) -> Result<PullConsumer, Error> {
+    let stream_spec = topology::stream(spec.stream).ok_or_else(|| {
+        Error(format!(
+            "consumer {} names no declared stream",
+            spec.durable
+        ))
+    })?;
+    let options = ReconcileOptions::default();
+    shardline_jetstream::reconcile_stream(js, stream_spec, options).await?;
+    shardline_jetstream::reconcile_stream(js, &DEAD_LETTER, options).await?;
+    shardline_jetstream::reconcile_consumer(js, spec).await?;
+    js.get_stream_no_info(spec.stream)
+        .await
+        .map_err(|e| Error(format!("stream {}: {e}", spec.stream)))?
+        .get_consumer(spec.durable)
+        .await
+        .map_err(|e| Error(format!("consumer {}: {e}", spec.durable)))
+}
+
+/// Returns (naks) what the open pull request still delivers, until it ends.
+async fn return_rest(batch: &mut Batch, durable: &str) {
+    while let Some(Ok(message)) = batch.next().await {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::warn!(consumer = durable, %error, "nak on shutdown failed");
+        }
     }
 }
 
