@@ -18,3 +18,8 @@ pub const RECEIVED_AT: &str = "Shardline-Received-At";
 pub fn msg_id(session_id: &str, sequence: u64) -> String {
     format!("{session_id}:{sequence}")
 }
+
+/// How the payload is encoded when it is not the dispatch's `d` byte for byte:
+/// absent for plain payloads, [`ZSTD`](crate::encoding::ZSTD) for a zstd frame. Read
+/// it with [`encoding::decode`](crate::encoding::decode).
+pub const ENCODING: &str = "Shardline-Encoding";
