@@ -50,7 +50,7 @@ pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Store, asy
 }
 
 impl NatsQueue {
-    /// A queue on `store` (from [`open`]) for a bot with this `max_concurrency`.
+    /// A queue on `store` (the identify bucket) for a bot with this `max_concurrency`.
     pub fn new(store: Store, max_concurrency: u16) -> Self {
         Self {
             store,

@@ -61,7 +61,8 @@ impl StoredSession {
             return Err(Unusable::ShardTotalChanged);
         }
         let age = Duration::from_millis(now_ms.saturating_sub(self.saved_at_ms));
-        if age > max_age {
+        // A zero limit never resumes across restarts.
+        if max_age.is_zero() || age > max_age {
             return Err(Unusable::TooOld(age));
         }
         Ok(())
@@ -248,6 +249,10 @@ mod tests {
     fn an_old_session_is_not_resumed() {
         let max = Duration::from_secs(60);
         assert_eq!(stored(1, 0).usable(1, max, 60_000), Ok(()));
+        assert_eq!(
+            stored(1, 5).usable(1, Duration::ZERO, 5),
+            Err(Unusable::TooOld(Duration::ZERO))
+        );
         assert_eq!(
             stored(1, 0).usable(1, max, 60_001),
             Err(Unusable::TooOld(Duration::from_millis(60_001)))
