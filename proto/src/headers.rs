@@ -47,3 +47,8 @@ pub const DEAD_LETTER_HEADERS: [&str; 8] = [
 pub fn msg_id(session_id: &str, sequence: u64) -> String {
     format!("{session_id}:{sequence}")
 }
+
+/// How the payload is encoded when it is not the dispatch's `d` byte for byte:
+/// absent for plain payloads, [`ZSTD`](crate::encoding::ZSTD) for a zstd frame. Read
+/// it with [`encoding::decode`](crate::encoding::decode).
+pub const ENCODING: &str = "Shardline-Encoding";

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod encoding;
+pub mod gateway;
 mod guild;
 pub mod headers;
 pub mod kv;

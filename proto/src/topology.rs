@@ -133,10 +133,13 @@ pub const EVENTS: StreamSpec = StreamSpec {
     max_age: Duration::from_secs(5 * 60),
 };
 
-/// Shardline's own traffic (shard commands, lifecycle notes).
+/// Shardline's own stored notes (lifecycle). It must not capture
+/// `internal.gateway.>`: shard commands are core NATS requests, and a stream that
+/// stored them would also answer each request with its PubAck before the gateway's
+/// reply (see [`gateway`](crate::gateway)).
 pub const INTERNAL: StreamSpec = StreamSpec {
     name: "INTERNAL",
-    subjects: &["internal.>"],
+    subjects: &["internal.lifecycle.>"],
     storage: Storage::Memory,
     retention: Retention::Limits,
     max_age: Duration::from_secs(60),
