@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use shardline_proto::topology::subject_matches;
+use shardline_proto::{encoding, headers};
 
 use crate::{Context, Outcome};
 
@@ -56,7 +57,15 @@ struct Typed<H>(H);
 
 impl<H: Handler> Erased for Typed<H> {
     fn call(self: Arc<Self>, payload: &[u8], cx: Context) -> Dispatch {
-        match serde_json::from_slice::<H::Payload>(payload) {
+        // A payload the gateway compressed (over the server's max_payload) says so in a
+        // header; decode it here so no handler ever sees the difference.
+        let payload = match encoding::decode(cx.header(headers::ENCODING), payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                return Dispatch::Undecodable(format!("payload on {} is corrupt: {e}", cx.subject));
+            }
+        };
+        match serde_json::from_slice::<H::Payload>(&payload) {
             Ok(payload) => {
                 Dispatch::Run(Box::pin(async move { self.0.handle(payload, &cx).await }))
             }

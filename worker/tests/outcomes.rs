@@ -335,3 +335,45 @@ async fn retry_delays_grow_per_delivery_and_a_handler_may_choose_its_own() {
     s.shutdown.cancel();
     s.worker.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_payloads_are_decoded_and_corrupt_ones_dead_lettered() {
+    use shardline_proto::{encoding, headers};
+    let mut s = setup(&FAST).await;
+    let zstd = |body: Vec<u8>| {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(headers::ENCODING, encoding::ZSTD);
+        (h, body)
+    };
+    let order = serde_json::json!({ "id": 7, "answers": ["success"] }).to_string();
+    let (h, body) = zstd(encoding::encode_zstd(order.as_bytes()).unwrap());
+    s.js.publish_with_headers("events.test.big", h, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (h, body) = zstd(b"not zstd at all".to_vec());
+    let seq =
+        s.js.publish_with_headers("events.test.big", h, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .sequence;
+    assert_eq!(
+        next(&mut s).await.0,
+        7,
+        "the compressed order reaches the handler decoded"
+    );
+    let letters = dead_letters(&s, 1).await;
+    assert_eq!(letters[0].kind, "undecodable");
+    assert_eq!(
+        &letters[0].payload[..],
+        b"not zstd at all",
+        "kept as received"
+    );
+    settled_through(&s, seq).await;
+    assert!(s.deliveries.try_recv().is_err());
+    s.shutdown.cancel();
+    s.worker.await.unwrap();
+}

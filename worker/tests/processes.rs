@@ -182,13 +182,45 @@ async fn all_handled(procs: &[&Proc], n: u64, limit: Duration) -> HashMap<u64, u
     .await
 }
 
+/// A free loopback address for a child's `/metrics`.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `GET /metrics` from a child's metrics address.
+fn scrape(addr: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The value of the sample `line_start` (name and labels) in a scrape, 0 if absent.
+fn sample(scrape: &str, line_start: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_consumer_and_handle_each_message_once() {
     let (nats, js, dir) = setup().await;
-    let mut a = spawn(&nats, dir.path(), "a", &[]);
-    let mut b = spawn(&nats, dir.path(), "b", &[]);
+    let (metrics_a, metrics_b) = (free_addr(), free_addr());
+    let mut a = spawn(&nats, dir.path(), "a", &[("METRICS_ADDR", &metrics_a)]);
+    let mut b = spawn(&nats, dir.path(), "b", &[("METRICS_ADDR", &metrics_b)]);
     const N: u64 = 3000;
     publish_jobs(&js, 0..N, |_| 1).await;
+    js.publish("events.proc.job", "garbage".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let counts = all_handled(&[&a, &b], N, Duration::from_secs(60)).await;
     eventually("all acked", Duration::from_secs(20), || async {
@@ -206,6 +238,30 @@ async fn two_processes_share_one_consumer_and_handle_each_message_once() {
     let (by_a, by_b) = (a.handled().len(), b.handled().len());
     println!("3000 messages: {by_a} handled by process a, {by_b} by process b");
     assert!(by_a > 0 && by_b > 0, "both processes took a share");
+
+    // Each process serves its metrics; together they count every message.
+    let success =
+        r#"nats_consumer_messages_processed_total{consumer="proc-worker",status="success"}"#;
+    let dead = r#"nats_consumer_dead_letters_total{consumer="proc-worker",reason="undecodable"}"#;
+    let scrapes = eventually("metrics add up", Duration::from_secs(10), || async {
+        let scrapes = [scrape(&metrics_a), scrape(&metrics_b)];
+        let total = |name: &str| scrapes.iter().map(|s| sample(s, name)).sum::<f64>();
+        (total(success) == N as f64 && total(dead) == 1.0).then_some(scrapes)
+    })
+    .await;
+    for name in [
+        "nats_consumer_messages_processed_total",
+        "nats_consumer_message_processing_duration_seconds_bucket",
+        "nats_consumer_lag",
+        "nats_consumer_ack_pending",
+    ] {
+        assert!(scrapes.iter().all(|s| s.contains(name)), "{name} missing");
+    }
+    assert!(
+        scrapes
+            .iter()
+            .any(|s| s.contains("nats_consumer_dead_letters_total"))
+    );
 
     a.signal("TERM");
     b.signal("TERM");
