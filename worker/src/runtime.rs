@@ -23,6 +23,8 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long one pull request stays open; also the longest shutdown waits for it.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// How long past its expiry a pull request may stay silent before it is given up.
+const PULL_MARGIN: Duration = Duration::from_secs(1);
 /// How often consumer lag and ack-pending gauges are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -125,54 +127,63 @@ impl Worker {
             while let Ok(permit) = permits.clone().try_acquire_owned() {
                 held.push(permit);
             }
+            // The request ends by itself after PULL_EXPIRES; a server that vanished
+            // never says so, hence our own deadline.
+            let deadline = tokio::time::Instant::now() + PULL_EXPIRES + PULL_MARGIN;
             let batch = consumer
                 .batch()
                 .max_messages(held.len())
                 .expires(PULL_EXPIRES)
                 .messages()
                 .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(error) => {
-                    failures += 1;
-                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                    tracing::warn!(consumer = spec.durable, %error, ?backoff, "pull failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+            let mut failed = batch.as_ref().err().map(ToString::to_string);
+            if let Ok(mut batch) = batch {
+                loop {
+                    let message = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => {
+                            return_rest(&mut batch, deadline, spec.durable).await;
+                            break 'pull;
+                        }
+                        message = tokio::time::timeout_at(deadline, batch.next()) => message,
+                    };
+                    match message {
+                        Ok(Some(Ok(message))) => {
+                            failures = 0;
+                            let permit = held.pop().expect("a batch never exceeds its permits");
+                            let (settings, js, abandon) =
+                                (settings.clone(), js.clone(), abandon.clone());
+                            tasks.spawn(async move {
+                                crate::process::process(&settings, &js, message, &abandon).await;
+                                drop(permit);
+                            });
+                        }
+                        Ok(Some(Err(error))) => {
+                            failed = Some(error.to_string());
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            failed = Some("pull request unanswered (server gone?)".to_owned());
+                            break;
+                        }
                     }
-                    // The server may have restarted without the consumer: declare it again.
-                    if let Ok(again) = declare(&js, spec).await {
-                        consumer = again;
-                    }
-                    continue;
                 }
-            };
-            loop {
-                let message = tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => {
-                        return_rest(&mut batch, spec.durable).await;
-                        break 'pull;
+            }
+            if let Some(error) = failed {
+                failures += 1;
+                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                tracing::warn!(consumer = spec.durable, %error, ?backoff, "pull failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                // The server may have restarted without the consumer: declare it again.
+                match declare(&js, spec).await {
+                    Ok(again) => consumer = again,
+                    Err(error) => {
+                        tracing::warn!(consumer = spec.durable, %error, "declaring the consumer failed")
                     }
-                    message = batch.next() => message,
-                };
-                match message {
-                    Some(Ok(message)) => {
-                        failures = 0;
-                        let permit = held.pop().expect("a batch never exceeds its permits");
-                        let (settings, js, abandon) =
-                            (settings.clone(), js.clone(), abandon.clone());
-                        tasks.spawn(async move {
-                            crate::process::process(&settings, &js, message, &abandon).await;
-                            drop(permit);
-                        });
-                    }
-                    Some(Err(error)) => {
-                        tracing::debug!(consumer = spec.durable, %error, "pull request ended");
-                        break;
-                    }
-                    None => break,
                 }
             }
         }
@@ -228,8 +239,8 @@ async fn declare(
 }
 
 /// Returns (naks) what the open pull request still delivers, until it ends.
-async fn return_rest(batch: &mut Batch, durable: &str) {
-    while let Some(Ok(message)) = batch.next().await {
+async fn return_rest(batch: &mut Batch, deadline: tokio::time::Instant, durable: &str) {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, batch.next()).await {
         if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
             tracing::warn!(consumer = durable, %error, "nak on shutdown failed");
         }
