@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::http::{get, sample};
 use common::process::GatewayProcess;
 use common::{
-    PATIENCE, assert_exactly_once, free_port, published_messages, sim_config, wait_stored,
+    PATIENCE, assert_exactly_once, expected_subjects, free_port, published_messages, sim_config,
+    wait_stored,
 };
 use shardline_discord_sim::{Mix, SimEvent, Simulator, TrafficPlan};
 use shardline_testkit::{NatsServer, eventually, init_tracing};
@@ -51,8 +52,18 @@ async fn a_thirty_second_nats_outage_loses_nothing() {
     let rss_before = gateway.rss_kib().unwrap_or(0);
     let mut events = sim.events();
 
-    nats.kill();
+    // Everything sent so far (READY's lazy GUILD_CREATEs) is stored before the kill,
+    // so no publish is in flight: the restarted, empty streams must then hold exactly
+    // what was sent after the kill. (An unacked publish would rightly be retried into
+    // them, which this test's oracle would count as never sent.)
     let mark = sim.sent().len();
+    wait_stored(&nats, expected_subjects(&sim.sent()).len() as u64).await;
+    assert_eq!(
+        sim.sent().len(),
+        mark,
+        "no traffic before the outage starts"
+    );
+    nats.kill();
     readyz(addr, 503).await;
     let traffic = tokio::spawn({
         let sim = sim.clone();

@@ -10,6 +10,8 @@ use futures_util::StreamExt;
 use shardline_proto::topology::DEAD_LETTER;
 use shardline_proto::{headers, subject};
 
+use crate::Error;
+
 /// Why a message was dead-lettered; the `reason` label of
 /// `nats_consumer_dead_letters_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,20 +121,8 @@ pub struct DeadLetter {
     pub payload: bytes::Bytes,
 }
 
-/// An error reading or replaying dead letters.
-#[derive(Debug)]
-pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
 fn err(what: &str, e: impl fmt::Display) -> Error {
-    Error(format!("{what}: {e}"))
+    Error::new(format!("{what}: {e}"))
 }
 
 /// Reads the dead letters of `consumer` (every consumer when `None`), oldest first,
@@ -237,7 +227,7 @@ pub async fn replay(
         .map_err(|e| err("DEAD_LETTER stream", e))?;
     for letter in &letters {
         if letter.original_subject.is_empty() {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "dead letter {} has no original subject",
                 letter.sequence
             )));

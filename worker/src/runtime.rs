@@ -28,9 +28,15 @@ const PULL_MARGIN: Duration = Duration::from_secs(1);
 /// How often consumer lag and ack-pending gauges are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Why a worker stopped.
+/// Why a worker stopped, or a dead-letter operation failed.
 #[derive(Debug)]
 pub struct Error(String);
+
+impl Error {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
