@@ -143,6 +143,12 @@ pub struct Config {
     /// up on, counted in `gateway_events_dropped_total{reason="publish_failed"}`.
     #[arg(long, env = "PUBLISH_GIVE_UP_AFTER", default_value_t = 300)]
     pub publish_give_up_after_secs: u64,
+
+    /// Seconds between polls of JetStream's stream and consumer state for `/metrics`
+    /// (`nats_stream_*`, `nats_consumer_lag`, `nats_cluster_nodes`). Only with
+    /// METRICS_ADDR; 0 turns polling off.
+    #[arg(long, env = "JETSTREAM_STATS_INTERVAL", default_value_t = 5)]
+    pub jetstream_stats_interval_secs: u64,
 }
 
 impl Config {
@@ -171,6 +177,7 @@ impl Config {
             stream_replicas: 1,
             session_max_age_secs: 60,
             publish_give_up_after_secs: 300,
+            jetstream_stats_interval_secs: 5,
         }
     }
 }

@@ -7,6 +7,7 @@ mod error;
 mod frame;
 mod health;
 mod identify;
+pub mod jetstream_stats;
 pub mod metrics;
 mod plan;
 mod progress;

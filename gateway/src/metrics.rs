@@ -33,6 +33,23 @@ pub const SHARD_RECONNECTS: &str = "gateway_shard_reconnects_total";
 /// Shard commands from workers, by `result` (`sent` or a refusal kind).
 pub const SHARD_COMMANDS: &str = "gateway_shard_commands_total";
 
+/// Messages stored in a stream, by `stream`; polled from JetStream (issue 6).
+pub const STREAM_MESSAGES: &str = "nats_stream_messages";
+/// Bytes stored in a stream, by `stream`; polled.
+pub const STREAM_BYTES: &str = "nats_stream_bytes";
+/// A stream's configured replicas, by `stream`; polled. 1 on a single server.
+pub const STREAM_REPLICAS: &str = "nats_stream_replicas";
+/// Messages not yet delivered to a consumer (its `num_pending`), by `consumer`; polled.
+/// The same name and meaning as the worker's own gauge.
+pub const CONSUMER_LAG: &str = "nats_consumer_lag";
+/// Messages delivered to a consumer and not yet acknowledged, by `consumer`; polled.
+pub const CONSUMER_ACK_PENDING: &str = "nats_consumer_ack_pending";
+/// JetStream servers that lead or hold a current replica of Shardline's streams
+/// (1 on a single server, 0 when no stream could be read); polled.
+pub const CLUSTER_NODES: &str = "nats_cluster_nodes";
+/// Failed reads of stream or consumer state while polling JetStream.
+pub const JETSTREAM_STATS_ERRORS: &str = "gateway_jetstream_stats_errors_total";
+
 /// Every `reason` of [`EVENTS_DROPPED`]: broken frames, events given up on after
 /// the publish retry limit, payloads too large even compressed.
 pub const DROP_REASONS: &[&str] = &[
@@ -100,6 +117,16 @@ pub fn register(shards: &[u32]) {
     describe_counter!(SHARD_RECONNECTS, "Sessions started (identify) or resumed");
     describe_counter!(SHARD_COMMANDS, "Gateway commands from workers, by result");
     describe_counter!(PAYLOADS_COMPRESSED, "Payloads sent zstd-compressed");
+    describe_gauge!(STREAM_MESSAGES, "Messages stored in the stream");
+    describe_gauge!(STREAM_BYTES, Unit::Bytes, "Bytes stored in the stream");
+    describe_gauge!(STREAM_REPLICAS, "Configured replicas of the stream");
+    describe_gauge!(CONSUMER_LAG, "Messages not yet delivered to the consumer");
+    describe_gauge!(CONSUMER_ACK_PENDING, "Messages delivered, not yet acked");
+    describe_gauge!(
+        CLUSTER_NODES,
+        "JetStream servers holding a live copy of the streams"
+    );
+    describe_counter!(JETSTREAM_STATS_ERRORS, "Failed JetStream state reads");
 
     for reason in DROP_REASONS {
         metrics::counter!(EVENTS_DROPPED, "reason" => *reason).absolute(0);
@@ -109,6 +136,7 @@ pub fn register(shards: &[u32]) {
     }
     metrics::gauge!(PUBLISH_INFLIGHT).set(0.0);
     metrics::counter!(PAYLOADS_COMPRESSED).absolute(0);
+    metrics::counter!(JETSTREAM_STATS_ERRORS).absolute(0);
     for shard in shards {
         let shard = shard.to_string();
         metrics::gauge!(SHARD_CONNECTED, "shard" => shard.clone()).set(0.0);

@@ -18,7 +18,7 @@ use crate::plan::plan;
 use crate::progress::Progress;
 use crate::publisher::Publisher;
 use crate::shard::{ShardContext, ShardExit, fatal_close_reason, run_shard};
-use crate::{Config, commands, metrics, sessions};
+use crate::{Config, commands, jetstream_stats, metrics, sessions};
 
 /// How long shutdown waits for outstanding publish acks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -67,6 +67,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         identify::open(&js, replicas).await.map_err(kv_error)?,
         plan.max_concurrency,
     );
+    if config.metrics_addr.is_some() && config.jetstream_stats_interval_secs > 0 {
+        let interval = Duration::from_secs(config.jetstream_stats_interval_secs);
+        tokio::spawn(jetstream_stats::poll(
+            js.clone(),
+            interval,
+            background.clone(),
+        ));
+    }
     let topology_lost = Arc::new(Notify::new());
     tokio::spawn(repair(
         js.clone(),
