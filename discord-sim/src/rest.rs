@@ -36,6 +36,7 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
             patch(edit_message),
         )
         .route("/api/v10/stats", get(stats))
+        .route("/sim/shards/{shard}/reconnect", post(reconnect))
         .with_state(App { shared, cancel })
 }
 
@@ -119,6 +120,18 @@ async fn interaction_callback(
     }
     push(&app, id, token, body, "callback", 204);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Not Discord's: sends op 7 RECONNECT on a shard's live connection, so a process
+/// outside the test (the dashboard check) can make a shard resume. 404 without one.
+async fn reconnect(State(app): State<App>, Path(shard): Path<u32>) -> StatusCode {
+    match app.shared.live_conn(shard) {
+        Some(conn) => {
+            conn.send(crate::state::Out::Raw(crate::connection::RECONNECT));
+            StatusCode::NO_CONTENT
+        }
+        None => StatusCode::NOT_FOUND,
+    }
 }
 
 /// A minimal message that twilight-model's `Message` deserializes.

@@ -33,6 +33,9 @@ struct Args {
     /// Dispatches kept per session for RESUME replays.
     #[arg(long, env = "SIM_RETAINED_LOG", default_value_t = 100_000)]
     retained_log: usize,
+    /// Heartbeat interval announced in HELLO, in milliseconds (Discord's is 41250).
+    #[arg(long, env = "SIM_HEARTBEAT_INTERVAL_MS", default_value_t = 41_250)]
+    heartbeat_interval_ms: u64,
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         max_concurrency: args.max_concurrency,
         retained_log: args.retained_log,
         record_sent: false,
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
         ..SimConfig::default()
     };
     let sim = Simulator::bind(args.listen, config).await?;
