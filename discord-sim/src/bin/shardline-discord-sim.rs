@@ -36,6 +36,10 @@ struct Args {
     /// Heartbeat interval announced in HELLO, in milliseconds (Discord's is 41250).
     #[arg(long, env = "SIM_HEARTBEAT_INTERVAL_MS", default_value_t = 41_250)]
     heartbeat_interval_ms: u64,
+    /// Already-delivered dispatches a RESUME replays before the missed ones, as
+    /// Discord sometimes does (the gateway's de-duplication then drops them).
+    #[arg(long, env = "SIM_REPLAY_OVERLAP", default_value_t = 0)]
+    replay_overlap: u64,
 }
 
 #[tokio::main]
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         retained_log: args.retained_log,
         record_sent: false,
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+        replay_overlap: args.replay_overlap,
         ..SimConfig::default()
     };
     let sim = Simulator::bind(args.listen, config).await?;
