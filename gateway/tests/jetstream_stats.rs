@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, consumer};
 use shardline_gateway::jetstream_stats::snapshot;
 use shardline_jetstream::ReconcileOptions;
 use shardline_proto::topology::{EVENT_WORKER, STREAMS};
-use shardline_testkit::{NatsServer, eventually};
+use shardline_testkit::{NatsCluster, NatsServer, eventually};
 
 #[tokio::test]
 async fn snapshot_reports_depth_bytes_lag_and_one_node_on_a_single_server() {
@@ -54,4 +54,48 @@ async fn snapshot_reports_depth_bytes_lag_and_one_node_on_a_single_server() {
     assert_eq!(events.3, 1, "replicas");
     assert_eq!(snap.streams.len(), STREAMS.len());
     assert_eq!(snap.nodes, 1, "a standalone server is one node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_count_live_replicas_of_an_r3_cluster_and_drop_below_quorum() {
+    let mut cluster = NatsCluster::start(3);
+    // Talk to n1 only: n3 and then n2 are killed.
+    let client = async_nats::connect(cluster.server(0).url()).await.unwrap();
+    let js = jetstream::new(client);
+    let r3 = ReconcileOptions { replicas: 3 };
+    eventually("R3 streams declared", Duration::from_secs(30), || async {
+        shardline_jetstream::reconcile_streams(&js, &STREAMS, r3)
+            .await
+            .ok()
+    })
+    .await;
+
+    let nodes = |want: fn(usize) -> bool| {
+        let js = js.clone();
+        async move {
+            let (snap, _) = snapshot(&js).await;
+            want(snap.nodes).then_some(snap)
+        }
+    };
+    let all = eventually("three live nodes", Duration::from_secs(30), || {
+        nodes(|n| n == 3)
+    })
+    .await;
+    assert!(all.streams.iter().all(|s| s.3 == 3), "every stream R3");
+
+    cluster.server(2).kill();
+    eventually(
+        "two live nodes after one is killed",
+        Duration::from_secs(60),
+        || nodes(|n| n == 2),
+    )
+    .await;
+
+    // Two of three gone: no stream has a quorum, and the poller sees fewer than two.
+    cluster.server(1).kill();
+    let lost = eventually("quorum lost", Duration::from_secs(90), || nodes(|n| n < 2)).await;
+    println!(
+        "after losing 2 of 3 servers the poller sees {} node(s)",
+        lost.nodes
+    );
 }
