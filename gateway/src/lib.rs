@@ -7,6 +7,7 @@ pub mod metrics;
 mod publisher;
 mod router;
 mod run;
+mod scan;
 mod shard;
 
 pub use config::{Config, ShardIds, Token};
