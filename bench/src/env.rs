@@ -285,6 +285,34 @@ where
     Ok(())
 }
 
+/// CPU time and peak RSS of the nats-server this process started (zero if not found).
+pub fn nats_usage() -> Usage {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Usage::default();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((name, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1);
+        if name.ends_with("(nats-server") && ppid == Some(me.as_str()) {
+            return usage_of(pid);
+        }
+    }
+    Usage::default()
+}
+
 /// This process's own CPU time and peak RSS (the simulator's share).
 pub fn own_usage() -> Usage {
     usage_of(std::process::id())

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::baseline::{guild_id, unix_nanos};
 use crate::child::Usage;
-use crate::env::{Env, System, own_usage, wait_for};
+use crate::env::{Env, System, nats_usage, own_usage, wait_for};
 use crate::fixture::Event;
 use crate::stats::Spread;
 
@@ -35,6 +35,8 @@ pub struct Run {
     pub consumer_cpu_us: f64,
     /// CPU of the orchestrator (the simulator), µs per event.
     pub sim_cpu_us: f64,
+    /// CPU of nats-server, µs per event.
+    pub nats_cpu_us: f64,
     /// Seconds from the first dispatch until the consumers had acked everything.
     pub drained_secs: f64,
 }
@@ -80,10 +82,11 @@ fn per_event(before: Usage, after: Usage, events: usize) -> f64 {
 async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow::Result<Run> {
     let running = env.launch(system, Duration::ZERO, false).await?;
     let base = env.stored().await?;
-    let (i0, c0, o0) = (
+    let (i0, c0, o0, n0) = (
         running.ingress.usage(),
         running.consumer.usage(),
         own_usage(),
+        nats_usage(),
     );
     let start = Instant::now();
     env.play(mix, events, None, |_, _| None).await;
@@ -93,10 +96,11 @@ async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow:
     })
     .await?;
     let stored = start.elapsed();
-    let (i1, c1, o1) = (
+    let (i1, c1, o1, n1) = (
         running.ingress.usage(),
         running.consumer.usage(),
         own_usage(),
+        nats_usage(),
     );
     wait_for("the consumers to drain", RUN_LIMIT, || async {
         env.drained().await.unwrap_or(false)
@@ -111,6 +115,7 @@ async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow:
         ingress_cpu_us: per_event(i0, i1, events),
         consumer_cpu_us: per_event(c0, c1, events),
         sim_cpu_us: per_event(o0, o1, events),
+        nats_cpu_us: per_event(n0, n1, events),
         drained_secs: drained.as_secs_f64(),
     })
 }
@@ -153,7 +158,7 @@ async fn ceiling(env: &Env, mix: &[Event], events: usize, run: usize) -> anyhow:
         anyhow::Ok(())
     });
     let base = env.stored().await?;
-    let (c0, o0) = (consumer.usage(), own_usage());
+    let (c0, o0, n0) = (consumer.usage(), own_usage(), nats_usage());
     let start = Instant::now();
     let session = format!("ceiling{run}");
     for i in 0..events {
@@ -178,7 +183,7 @@ async fn ceiling(env: &Env, mix: &[Event], events: usize, run: usize) -> anyhow:
     drop(tx);
     acks.await??;
     let stored = start.elapsed();
-    let (c1, o1) = (consumer.usage(), own_usage());
+    let (c1, o1, n1) = (consumer.usage(), own_usage(), nats_usage());
     anyhow::ensure!(
         env.stored().await? >= base + events as u64,
         "B0 lost events"
@@ -196,6 +201,7 @@ async fn ceiling(env: &Env, mix: &[Event], events: usize, run: usize) -> anyhow:
         ingress_cpu_us: per_event(o0, o1, events),
         consumer_cpu_us: per_event(c0, c1, events),
         sim_cpu_us: 0.0,
+        nats_cpu_us: per_event(n0, n1, events),
         drained_secs: drained.as_secs_f64(),
     })
 }
@@ -207,14 +213,15 @@ pub fn summarize(runs: &[Run], compression: &str) -> String {
         Spread::of(&values)
     };
     let mut out = format!("### Throughput, transport compression: {compression}\n\n");
-    out.push_str("| system | events/s median (min, max) | ingress CPU µs/event | consumer CPU µs/event | simulator CPU µs/event | drained s |\n|---|---|---|---|---|---|\n");
+    out.push_str("| system | events/s median (min, max) | ingress CPU µs/event | consumer CPU µs/event | simulator CPU µs/event | nats-server CPU µs/event | drained s |\n|---|---|---|---|---|---|---|\n");
     for system in ["B0", "B", "R"] {
         out.push_str(&format!(
-            "| {system} | {} | {} | {} | {} | {} |\n",
+            "| {system} | {} | {} | {} | {} | {} | {} |\n",
             spread(system, |r| r.events_per_sec),
             spread(system, |r| r.ingress_cpu_us),
             spread(system, |r| r.consumer_cpu_us),
             spread(system, |r| r.sim_cpu_us),
+            spread(system, |r| r.nats_cpu_us),
             spread(system, |r| r.drained_secs),
         ));
     }
