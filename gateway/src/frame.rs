@@ -73,37 +73,20 @@ struct RawFrame<'a> {
 ///
 /// The [`FrameErrorKind`] says which part is missing or broken.
 pub fn parse(frame: &str) -> Result<Frame<'_>, FrameErrorKind> {
-    // The fast structural read decides the usual frame; serde_json anything unusual.
-    let raw = match crate::scan::envelope(frame) {
-        Some(raw) => raw,
-        None => serde_envelope(frame)?,
-    };
+    let raw: RawFrame<'_> = serde_json::from_str(frame).map_err(|_| FrameErrorKind::Malformed)?;
     if raw.op != 0 {
         return Ok(Frame::Control(raw.op));
     }
     let event = raw.t.ok_or(FrameErrorKind::MissingEventName)?;
     let sequence = raw.s.ok_or(FrameErrorKind::MissingSequence)?;
-    let data = raw.d.ok_or(FrameErrorKind::MissingData)?;
+    let data = raw.d.ok_or(FrameErrorKind::MissingData)?.get();
+    // `data` borrows from `frame`, so its offset is the distance between the pointers.
+    let start = data.as_ptr() as usize - frame.as_ptr() as usize;
     Ok(Frame::Dispatch(Dispatch {
         event,
         sequence,
-        data,
+        data: start..start + data.len(),
     }))
-}
-
-fn serde_envelope(frame: &str) -> Result<crate::scan::Envelope<'_>, FrameErrorKind> {
-    let raw: RawFrame<'_> = serde_json::from_str(frame).map_err(|_| FrameErrorKind::Malformed)?;
-    // `d` borrows from `frame`, so its offset is the distance between the pointers.
-    let d = raw.d.map(|d| {
-        let start = d.get().as_ptr() as usize - frame.as_ptr() as usize;
-        start..start + d.get().len()
-    });
-    Ok(crate::scan::Envelope {
-        op: raw.op,
-        s: raw.s,
-        t: raw.t,
-        d,
-    })
 }
 
 /// Guild facts of a dispatch payload.
@@ -132,38 +115,18 @@ fn payload_is_guild(event: &str) -> bool {
 
 /// Reads the guild facts of a dispatch payload. A payload that is not an object, or
 /// has no guild, gives the default.
-///
-/// `data` must be valid JSON (as `Dispatch::data` of a parsed frame is): the fast
-/// path only walks its structure, and falls back to serde_json for anything unusual.
 pub fn guild_facts(event: &str, data: &str) -> GuildFacts {
-    if let Some(raw) = crate::scan::raw_facts(data) {
-        return facts(event, raw.guild_id, raw.id, raw.unavailable);
-    }
     let Ok(raw) = serde_json::from_str::<RawGuildFacts<'_>>(data) else {
         return GuildFacts::default();
     };
-    facts(
-        event,
-        raw.guild_id.as_deref(),
-        raw.id.as_deref(),
-        raw.unavailable,
-    )
-}
-
-fn facts(
-    event: &str,
-    guild_id: Option<&str>,
-    id: Option<&str>,
-    unavailable: Option<bool>,
-) -> GuildFacts {
     let id = if payload_is_guild(event) {
-        id
+        raw.id
     } else {
-        guild_id
+        raw.guild_id
     };
     GuildFacts {
         guild_id: id.and_then(|id| id.parse().ok()),
-        unavailable: unavailable.unwrap_or(false),
+        unavailable: raw.unavailable.unwrap_or(false),
     }
 }
 

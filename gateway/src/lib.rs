@@ -7,7 +7,6 @@ pub mod metrics;
 mod publisher;
 mod router;
 mod run;
-mod scan;
 mod shard;
 
 pub use config::{Config, ShardIds, Token};
