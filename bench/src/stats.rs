@@ -66,7 +66,7 @@ impl Recorder {
         // in at most MAX_STEPS groups of equal count instead (same distribution, each
         // group recorded at its smallest value, so percentiles err low by < 1/MAX_STEPS).
         const MAX_STEPS: u64 = 1_000;
-        let missed = value / interval - u64::from(value % interval == 0);
+        let missed = value / interval - u64::from(value.is_multiple_of(interval));
         let per_step = missed.div_ceil(MAX_STEPS).max(1);
         let mut left = missed;
         let mut at = value - interval;
