@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use shardline_proto::headers;
 use shardline_proto::payload::Interaction;
 use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, EVENT_WORKER};
-use shardline_worker::{Handler, Handlers, Meta, Outcome, Worker};
+use shardline_worker::{Context as Meta, Handler, Handlers, Outcome, Worker};
 use tokio_util::sync::CancellationToken;
 use twilight_model::http::interaction::{InteractionResponse, InteractionResponseType};
 
@@ -48,6 +48,9 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     );
     config.max_concurrency = Some(u16::try_from(args.shard_total).unwrap_or(u16::MAX));
     config.max_inflight = args.max_inflight;
+    // Every round starts fresh sessions, as the baseline does: no resume of the
+    // previous round's stored session.
+    config.session_max_age_secs = 0;
     let shutdown = CancellationToken::new();
     let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
     child::serve_until_stdin_closes(|_| {}).await;

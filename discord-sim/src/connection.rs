@@ -141,7 +141,10 @@ impl Conn {
             Some(1) => self.write(ws, HEARTBEAT_ACK.to_owned()).await,
             Some(2) => self.identify(&v["d"]),
             Some(6) => self.resume(ws, &v["d"]).await,
-            Some(3 | 4 | 8) => Ok(()),
+            Some(op @ (3 | 4 | 8)) => {
+                crate::commands::record(&self.shared, self.shard, op as u8, &v["d"]);
+                Ok(())
+            }
             _ => Err(End::ServerClose(4001)),
         }
     }
@@ -300,6 +303,7 @@ impl Conn {
                     sent.frame()
                 }
                 Out::Raw(raw) => raw.to_owned(),
+                Out::Text(text) => text,
                 Out::Close(code) => {
                     ws.flush().await.map_err(|_| End::Dropped)?;
                     return Err(End::ServerClose(code));

@@ -26,6 +26,7 @@ sim.shutdown().await;
 ```
 "##]
 
+mod commands;
 mod compress;
 mod config;
 mod connection;
@@ -35,6 +36,7 @@ mod sim;
 mod state;
 mod traffic;
 
+pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};

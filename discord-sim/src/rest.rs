@@ -85,22 +85,40 @@ async fn gateway_bot(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 fn record(app: &App, id: String, token: String, body: String, kind: &'static str) {
+    push(app, id, token, body, kind, 200);
+}
+
+fn push(app: &App, id: String, token: String, body: String, kind: &'static str, status: u16) {
     app.shared.lock().callbacks.push(CallbackRecord {
         interaction_id: id,
         token,
         body,
         kind,
         received_at: SystemTime::now(),
+        status,
     });
 }
 
+/// The first response to an interaction: 204, or 400 with code 40060 if the
+/// interaction was already answered, as Discord does.
 async fn interaction_callback(
     State(app): State<App>,
     Path((id, token)): Path<(String, String)>,
     body: String,
-) -> StatusCode {
-    record(&app, id, token, body, "callback");
-    StatusCode::NO_CONTENT
+) -> Response {
+    let answered = app
+        .shared
+        .lock()
+        .callbacks
+        .iter()
+        .any(|c| c.kind == "callback" && c.status == 204 && c.interaction_id == id);
+    if answered {
+        push(&app, id, token, body, "callback", 400);
+        let error = json!({"message": "Interaction has already been acknowledged.", "code": 40060});
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
+    push(&app, id, token, body, "callback", 204);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// A minimal message that twilight-model's `Message` deserializes.

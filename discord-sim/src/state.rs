@@ -85,6 +85,9 @@ pub struct CallbackRecord {
     pub kind: &'static str,
     /// When it arrived.
     pub received_at: SystemTime,
+    /// The HTTP status the simulator answered (a second callback for one interaction
+    /// gets 400 with Discord's code 40060, "already acknowledged").
+    pub status: u16,
 }
 
 /// Something that happened on the gateway side, for tests to await instead of sleeping.
@@ -131,6 +134,8 @@ pub(crate) enum Out {
     Raw(&'static str),
     /// Close with this code.
     Close(u16),
+    /// Any text frame, written as it is (see `Simulator::send_raw`).
+    Text(String),
 }
 
 /// Handle on a live connection.
@@ -184,6 +189,8 @@ pub(crate) struct State {
     pub next_conn_id: u64,
     /// Transport compression each WebSocket connection asked for, in order.
     pub compressions: Vec<crate::compress::TransportCompression>,
+    /// Gateway commands (op 3, 4, 8) clients sent, in order.
+    pub commands: Vec<crate::commands::CommandRecord>,
 }
 
 /// State shared by the server, connections and [`Simulator`](crate::Simulator) handles.

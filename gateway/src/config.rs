@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -118,7 +119,7 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// Where to serve Prometheus `/metrics`. Default: not served.
+    /// Where to serve Prometheus `/metrics`, `/healthz` and `/readyz`. Default: not served.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
@@ -129,9 +130,32 @@ pub struct Config {
     /// Replicas of each stream when the gateway creates it (3 on a cluster).
     #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+
+    /// Seconds a stored session stays resumable. After a longer outage the shard
+    /// identifies fresh (events in the gap are skipped, with a warning) instead of
+    /// replaying a backlog. The default is the shortest duplicate window of the
+    /// streams (COMMANDS, 60 s): a replay is only guaranteed to be de-duplicated
+    /// inside it. 0 never resumes across restarts.
+    #[arg(long, env = "SESSION_MAX_AGE", default_value_t = 60)]
+    pub session_max_age_secs: u64,
+
+    /// Seconds a failed publish is retried (with backoff) before the event is given
+    /// up on, counted in `gateway_events_dropped_total{reason="publish_failed"}`.
+    #[arg(long, env = "PUBLISH_GIVE_UP_AFTER", default_value_t = 300)]
+    pub publish_give_up_after_secs: u64,
 }
 
 impl Config {
+    /// [`session_max_age_secs`](Self::session_max_age_secs) as a duration.
+    pub fn session_max_age(&self) -> Duration {
+        Duration::from_secs(self.session_max_age_secs)
+    }
+
+    /// [`publish_give_up_after_secs`](Self::publish_give_up_after_secs) as a duration.
+    pub fn publish_give_up_after(&self) -> Duration {
+        Duration::from_secs(self.publish_give_up_after_secs)
+    }
+
     /// A configuration for a gateway against `gateway_url`, other settings at their defaults.
     pub fn for_gateway(token: &str, gateway_url: &str, shard_total: u32, nats_url: &str) -> Self {
         Self {
@@ -145,6 +169,8 @@ impl Config {
             metrics_addr: None,
             max_inflight: 4096,
             stream_replicas: 1,
+            session_max_age_secs: 60,
+            publish_give_up_after_secs: 300,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Metric names (Vector's instrumentation spec: `<service>_<noun>_<unit>[_total]`).
 //!
-//! Labels are low-cardinality only: never a guild, user or session id.
+//! Labels are low-cardinality only: never a guild, user or session id. The names are
+//! fixed by issue 4 (dashboards use them); [`register`] emits every one of them at
+//! start, so a scrape shows each even before its first increment.
 
-use std::net::SocketAddr;
+use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Dispatches read from Discord, by `event_type`.
 pub const EVENTS_RECEIVED: &str = "gateway_events_received_total";
@@ -12,7 +14,7 @@ pub const EVENTS_RECEIVED: &str = "gateway_events_received_total";
 pub const EVENTS_PUBLISHED: &str = "gateway_events_published_total";
 /// Publishes JetStream reported as duplicates (replays after a resume), by `stream`.
 pub const EVENTS_DEDUPLICATED: &str = "gateway_events_deduplicated_total";
-/// Frames or events not published, by `reason`.
+/// Frames or events not published, by `reason` (see [`DROP_REASONS`]).
 pub const EVENTS_DROPPED: &str = "gateway_events_dropped_total";
 /// Failed publish attempts (each is retried), by `error_type`.
 pub const PUBLISH_ERRORS: &str = "gateway_publish_errors_total";
@@ -20,12 +22,39 @@ pub const PUBLISH_ERRORS: &str = "gateway_publish_errors_total";
 pub const PUBLISH_DURATION: &str = "gateway_publish_duration_seconds";
 /// Publishes awaiting an ack or a retry.
 pub const PUBLISH_INFLIGHT: &str = "gateway_publish_inflight";
+/// Payloads sent zstd-compressed because they exceed the server's `max_payload`.
+pub const PAYLOADS_COMPRESSED: &str = "gateway_payloads_compressed_total";
 /// 1 while the shard has a live session, else 0, by `shard`.
 pub const SHARD_CONNECTED: &str = "gateway_shard_connected";
 /// Heartbeat round trip, in seconds, by `shard`.
 pub const SHARD_LATENCY: &str = "gateway_shard_latency_seconds";
 /// New sessions and resumes, by `shard` and `kind` (`resume`, `identify`).
 pub const SHARD_RECONNECTS: &str = "gateway_shard_reconnects_total";
+/// Shard commands from workers, by `result` (`sent` or a refusal kind).
+pub const SHARD_COMMANDS: &str = "gateway_shard_commands_total";
+
+/// Every `reason` of [`EVENTS_DROPPED`]: broken frames, events given up on after
+/// the publish retry limit, payloads too large even compressed.
+pub const DROP_REASONS: &[&str] = &[
+    "malformed_frame",
+    "missing_event_name",
+    "missing_sequence",
+    "missing_data",
+    "no_session",
+    "publish_failed",
+    "oversized",
+];
+
+/// Every `error_type` of [`PUBLISH_ERRORS`].
+pub const PUBLISH_ERROR_TYPES: &[&str] = &[
+    "stream_not_found",
+    "timed_out",
+    "broken_pipe",
+    "max_ack_pending",
+    "max_payload_exceeded",
+    "expectation",
+    "other",
+];
 
 /// Publish latency buckets: routing and a local ack are sub-millisecond; a broker
 /// in trouble takes seconds.
@@ -34,14 +63,58 @@ pub const PUBLISH_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Serves `/metrics` on `addr` and installs the global recorder.
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global Prometheus recorder once per process and returns its handle
+/// (several gateways in one test process share it).
 ///
 /// # Errors
 ///
-/// Fails if the address cannot be bound or a recorder is already installed.
-pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Fails if another recorder is already installed.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(PUBLISH_DURATION.to_owned()), PUBLISH_BUCKETS)?
-        .install()
+        .install_recorder()?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Describes every metric and emits the label-less or fixed-label ones at zero, and
+/// the per-shard ones for `shards`.
+pub fn register(shards: &[u32]) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_RECEIVED, "Dispatches read from Discord");
+    describe_counter!(EVENTS_PUBLISHED, "Messages JetStream acknowledged");
+    describe_counter!(
+        EVENTS_DEDUPLICATED,
+        "Publishes JetStream dropped as duplicates"
+    );
+    describe_counter!(EVENTS_DROPPED, "Frames or events not published, by reason");
+    describe_counter!(PUBLISH_ERRORS, "Failed publish attempts (retried)");
+    describe_histogram!(PUBLISH_DURATION, Unit::Seconds, "Publish to JetStream ack");
+    describe_gauge!(PUBLISH_INFLIGHT, "Publishes awaiting an ack or a retry");
+    describe_gauge!(SHARD_CONNECTED, "1 while the shard has a live session");
+    describe_gauge!(SHARD_LATENCY, Unit::Seconds, "Heartbeat round trip");
+    describe_counter!(SHARD_RECONNECTS, "Sessions started (identify) or resumed");
+    describe_counter!(SHARD_COMMANDS, "Gateway commands from workers, by result");
+    describe_counter!(PAYLOADS_COMPRESSED, "Payloads sent zstd-compressed");
+
+    for reason in DROP_REASONS {
+        metrics::counter!(EVENTS_DROPPED, "reason" => *reason).absolute(0);
+    }
+    for error_type in PUBLISH_ERROR_TYPES {
+        metrics::counter!(PUBLISH_ERRORS, "error_type" => *error_type).absolute(0);
+    }
+    metrics::gauge!(PUBLISH_INFLIGHT).set(0.0);
+    metrics::counter!(PAYLOADS_COMPRESSED).absolute(0);
+    for shard in shards {
+        let shard = shard.to_string();
+        metrics::gauge!(SHARD_CONNECTED, "shard" => shard.clone()).set(0.0);
+        for kind in ["identify", "resume"] {
+            metrics::counter!(SHARD_RECONNECTS, "shard" => shard.clone(), "kind" => kind)
+                .absolute(0);
+        }
+    }
 }

@@ -6,44 +6,63 @@
 //! with backoff by its own task, with the same `Nats-Msg-Id`, so a retry that the
 //! stream already has is dropped as a duplicate, never stored twice.
 //!
-//! The bound on in-flight acks is async-nats' own (`max_ack_inflight` with
-//! backpressure): at the bound, `publish` waits, the shard stops reading, and TCP
-//! pushes back on Discord instead of memory growing.
+//! The bound on in-flight messages is a semaphore: a permit is taken before a
+//! publish and released only when the message is acked or given up on, retries
+//! included. At the bound, `publish` waits, the shard stops reading, and TCP pushes
+//! back on Discord: memory holds at most `max_inflight` messages, however long NATS
+//! is away.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use shardline_proto::{encoding, headers};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics as m;
+use crate::progress::Receipt;
 use crate::router::Outgoing;
 
-/// Attempts before an event is given up on (about 90 s of backoff).
-pub const MAX_ATTEMPTS: u32 = 20;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Room left under `max_payload` for the subject and headers.
+const HEADER_ROOM: usize = 4 * 1024;
+
+/// A message and what it holds until it is acked or given up on.
+struct Held {
+    message: Outgoing,
+    _receipt: Receipt,
+    _permit: OwnedSemaphorePermit,
+    /// When the first attempt started; retries stop `give_up_after` later.
+    first: Instant,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        metrics::gauge!(m::PUBLISH_INFLIGHT).decrement(1.0);
+    }
+}
 
 struct InFlight {
     ack: PublishAckFuture,
-    message: Outgoing,
+    held: Held,
     started: Instant,
-    attempt: u32,
 }
 
 /// Publishes messages; cheap to clone, one per shard.
 #[derive(Clone)]
 pub struct Publisher {
-    js: Context,
+    ctx: RetryContext,
     acks: mpsc::UnboundedSender<InFlight>,
-    retries: TaskTracker,
-    inflight: Arc<AtomicI64>,
+    permits: Arc<Semaphore>,
+    max_payload: usize,
 }
 
 /// Handle to wait for every outstanding publish after the last [`Publisher`] is dropped.
@@ -65,98 +84,130 @@ impl Drain {
     }
 }
 
+#[derive(Clone)]
+struct RetryContext {
+    js: Context,
+    retries: TaskTracker,
+    give_up_after: Duration,
+    /// Notified when a publish finds no stream (the broker lost its state).
+    topology_lost: Arc<Notify>,
+}
+
 impl Publisher {
-    /// A publisher on `client` with at most `max_inflight` unacknowledged publishes.
-    pub fn new(client: async_nats::Client, max_inflight: usize) -> (Self, Drain) {
+    /// A publisher on `client` holding at most `max_inflight` messages, retrying a
+    /// failed publish for `give_up_after`. `topology_lost` is notified when a
+    /// publish finds no stream, so the caller can reconcile the topology again.
+    pub fn new(
+        client: async_nats::Client,
+        max_inflight: usize,
+        give_up_after: Duration,
+        topology_lost: Arc<Notify>,
+    ) -> (Self, Drain) {
+        let max_inflight = max_inflight.max(1);
+        let max_payload = client.server_info().max_payload;
         let js = jetstream::ContextBuilder::new()
             .max_ack_inflight(max_inflight)
             .backpressure_on_inflight(true)
             .build(client);
         let (tx, rx) = mpsc::unbounded_channel();
         let retries = TaskTracker::new();
-        let inflight = Arc::new(AtomicI64::new(0));
-        let publisher = Self {
+        let ctx = RetryContext {
             js,
-            acks: tx,
             retries: retries.clone(),
-            inflight,
+            give_up_after,
+            topology_lost,
         };
-        let tracker = tokio::spawn(track_acks(rx, publisher.clone_without_sender()));
+        let tracker = tokio::spawn(track_acks(rx, ctx.clone()));
+        let publisher = Self {
+            ctx,
+            acks: tx,
+            permits: Arc::new(Semaphore::new(max_inflight)),
+            max_payload,
+        };
         (publisher, Drain { tracker, retries })
     }
 
-    // The tracker must not hold a sender, or the channel never closes.
-    fn clone_without_sender(&self) -> RetryContext {
-        RetryContext {
-            js: self.js.clone(),
-            retries: self.retries.clone(),
-            inflight: self.inflight.clone(),
-        }
-    }
-
-    /// Queues `message` for JetStream and returns; its ack is tracked elsewhere.
+    /// Queues `message` for JetStream and returns; its ack is tracked elsewhere and
+    /// `receipt` is dropped once it is acked or given up on. Waits while
+    /// `max_inflight` messages are outstanding.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: cancelling between queueing and handing the ack over loses
-    /// track of that message's ack (the message itself is still sent).
-    pub async fn publish(&self, message: Outgoing) {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
+    /// Not cancel safe: cancelling after the permit is taken drops the message.
+    pub async fn publish(&self, mut message: Outgoing, receipt: Receipt) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the publisher never closes its semaphore");
+        let held_first = Instant::now();
+        if message.payload.len() + HEADER_ROOM > self.max_payload && !self.compress(&mut message) {
+            return; // Permit and receipt drop here: the event is counted as dropped.
+        }
         metrics::gauge!(m::PUBLISH_INFLIGHT).increment(1.0);
+        let held = Held {
+            message,
+            _receipt: receipt,
+            _permit: permit,
+            first: held_first,
+        };
         let started = Instant::now();
-        match send(&self.js, &message).await {
+        match send(&self.ctx.js, &held.message).await {
             Ok(ack) => {
-                let entry = InFlight {
-                    ack,
-                    message,
-                    started,
-                    attempt: 1,
-                };
+                let entry = InFlight { ack, held, started };
                 if let Err(mpsc::error::SendError(entry)) = self.acks.send(entry) {
                     // The tracker is gone (shutdown raced us): retry on our own.
-                    self.clone_without_sender().retry(entry.message, 1);
+                    self.ctx.retry(entry.held);
                 }
             }
-            Err(PublishErrorKind::MaxPayloadExceeded) => {
-                // Retrying cannot help: the server refuses messages this large.
-                count_error(PublishErrorKind::MaxPayloadExceeded);
+            Err(kind) => {
+                self.ctx.failed(kind);
+                self.ctx.retry(held);
+            }
+        }
+    }
+
+    /// Replaces the payload with its zstd frame and marks it in a header. `false`
+    /// (counted, logged) if even that does not fit.
+    fn compress(&self, message: &mut Outgoing) -> bool {
+        let original = message.payload.len();
+        match encoding::encode_zstd(&message.payload) {
+            Ok(encoded) if encoded.len() + HEADER_ROOM <= self.max_payload => {
+                tracing::debug!(subject = %message.subject, original, compressed = encoded.len(), "payload over max_payload; sent zstd-compressed");
+                message.payload = Bytes::from(encoded);
+                message.headers.insert(headers::ENCODING, encoding::ZSTD);
+                metrics::counter!(m::PAYLOADS_COMPRESSED).increment(1);
+                true
+            }
+            _ => {
                 tracing::error!(
                     subject = %message.subject,
-                    bytes = message.payload.len(),
-                    "event larger than the server's max_payload; dropped"
+                    bytes = original,
+                    max_payload = self.max_payload,
+                    "event larger than the server's max_payload even compressed; dropped"
                 );
                 metrics::counter!(m::EVENTS_DROPPED, "reason" => "oversized").increment(1);
-                self.clone_without_sender().done();
-            }
-            Err(kind) => {
-                count_error(kind);
-                self.clone_without_sender().retry(message, 1);
+                false
             }
         }
     }
 }
 
-#[derive(Clone)]
-struct RetryContext {
-    js: Context,
-    retries: TaskTracker,
-    inflight: Arc<AtomicI64>,
-}
-
 impl RetryContext {
-    fn retry(&self, message: Outgoing, failed_attempts: u32) {
+    fn retry(&self, held: Held) {
         let this = self.clone();
         self.retries.spawn(async move {
-            let mut attempt = failed_attempts;
+            let mut attempt: u32 = 1;
             loop {
-                if attempt >= MAX_ATTEMPTS {
+                if held.first.elapsed() >= this.give_up_after {
                     tracing::error!(
-                        subject = %message.subject,
+                        subject = %held.message.subject,
                         attempts = attempt,
+                        give_up_after_secs = this.give_up_after.as_secs(),
                         "giving up on an event after repeated publish failures"
                     );
                     metrics::counter!(m::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
-                    this.done();
                     return;
                 }
                 let backoff = BACKOFF_START
@@ -165,45 +216,43 @@ impl RetryContext {
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
                 let started = Instant::now();
-                let result = match send(&this.js, &message).await {
+                let result = match send(&this.js, &held.message).await {
                     Ok(ack) => ack.await.map_err(|e| e.kind()),
                     Err(kind) => Err(kind),
                 };
                 match result {
                     Ok(ack) => {
-                        this.acked(&message, started, ack.duplicate);
+                        acked(&held.message, started, ack.duplicate);
                         return;
                     }
-                    Err(kind) => count_error(kind),
+                    Err(kind) => this.failed(kind),
                 }
             }
         });
     }
 
-    fn acked(&self, message: &Outgoing, started: Instant, duplicate: bool) {
-        metrics::histogram!(m::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
-        if duplicate {
-            metrics::counter!(m::EVENTS_DEDUPLICATED, "stream" => message.stream).increment(1);
-        } else {
-            metrics::counter!(m::EVENTS_PUBLISHED, "stream" => message.stream).increment(1);
+    fn failed(&self, kind: PublishErrorKind) {
+        count_error(kind);
+        if kind == PublishErrorKind::StreamNotFound {
+            self.topology_lost.notify_one();
         }
-        self.done();
     }
+}
 
-    fn done(&self) {
-        self.inflight.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(m::PUBLISH_INFLIGHT).decrement(1.0);
+fn acked(message: &Outgoing, started: Instant, duplicate: bool) {
+    metrics::histogram!(m::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
+    if duplicate {
+        metrics::counter!(m::EVENTS_DEDUPLICATED, "stream" => message.stream).increment(1);
+    } else {
+        metrics::counter!(m::EVENTS_PUBLISHED, "stream" => message.stream).increment(1);
     }
 }
 
 async fn send(js: &Context, message: &Outgoing) -> Result<PublishAckFuture, PublishErrorKind> {
-    js.publish_with_headers(
-        message.subject.clone(),
-        message.headers.clone(),
-        message.payload.clone(),
-    )
-    .await
-    .map_err(|e| e.kind())
+    let headers: HeaderMap = message.headers.clone();
+    js.publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+        .await
+        .map_err(|e| e.kind())
 }
 
 fn count_error(kind: PublishErrorKind) {
@@ -216,7 +265,7 @@ fn count_error(kind: PublishErrorKind) {
         PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => "expectation",
         PublishErrorKind::Other => "other",
     };
-    tracing::warn!(error_type = label, "publish attempt failed");
+    tracing::debug!(error_type = label, "publish attempt failed; retrying");
     metrics::counter!(m::PUBLISH_ERRORS, "error_type" => label).increment(1);
 }
 
@@ -228,15 +277,15 @@ async fn track_acks(mut rx: mpsc::UnboundedReceiver<InFlight>, ctx: RetryContext
             entry = rx.recv(), if open => match entry {
                 Some(entry) => pending.push(async move {
                     let result = entry.ack.await;
-                    (result, entry.message, entry.started, entry.attempt)
+                    (result, entry.held, entry.started)
                 }),
                 None => open = false,
             },
-            Some((result, message, started, attempt)) = pending.next() => match result {
-                Ok(ack) => ctx.acked(&message, started, ack.duplicate),
+            Some((result, held, started)) = pending.next() => match result {
+                Ok(ack) => acked(&held.message, started, ack.duplicate),
                 Err(e) => {
-                    count_error(e.kind());
-                    ctx.retry(message, attempt);
+                    ctx.failed(e.kind());
+                    ctx.retry(held);
                 }
             },
             else => break,

@@ -21,6 +21,8 @@ pub struct Outgoing {
     pub payload: Bytes,
     /// The dispatch name.
     pub event: String,
+    /// The dispatch's sequence number in its session (`s`).
+    pub sequence: u64,
 }
 
 /// What one frame turned into.
@@ -125,6 +127,7 @@ impl ShardRouter {
             headers: map,
             payload,
             event,
+            sequence,
         }))
     }
 }

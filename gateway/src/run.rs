@@ -1,96 +1,51 @@
 //! The gateway process: connect, reconcile, run shards, shut down cleanly.
 
-use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use shardline_jetstream::{ConnectOptions, ReconcileOptions, TopologyError};
+use async_nats::jetstream;
+use shardline_jetstream::{ConnectOptions, ReconcileOptions};
 use shardline_proto::topology::STREAMS;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use twilight_gateway::queue::InMemoryQueue;
-use twilight_gateway::{ConfigBuilder, Intents, Shard, ShardId};
+use twilight_gateway::{ConfigBuilder, Intents, Session, Shard, ShardId};
 
+use crate::error::{Error, ErrorKind};
+use crate::health::{self, Health};
+use crate::identify::{self, NatsQueue};
+use crate::plan::plan;
+use crate::progress::Progress;
 use crate::publisher::Publisher;
-use crate::shard::{ShardExit, run_shard};
-use crate::{Config, metrics};
+use crate::shard::{ShardContext, ShardExit, fatal_close_reason, run_shard};
+use crate::{Config, commands, metrics, sessions};
 
 /// How long shutdown waits for outstanding publish acks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What stopped the gateway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The configuration is inconsistent.
-    Config,
-    /// NATS could not be reached at start.
-    Nats,
-    /// The JetStream topology could not be reconciled.
-    Topology,
-    /// Discord's REST API (shard count lookup) failed.
-    Discord,
-    /// Every shard was closed by Discord with a code that forbids reconnecting.
-    AllShardsFailed,
-    /// The metrics endpoint could not be served.
-    Metrics,
-}
-
-/// A gateway error with its [`ErrorKind`].
-#[derive(Debug)]
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-}
-
-impl Error {
-    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// What kind of error this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<TopologyError> for Error {
-    fn from(e: TopologyError) -> Self {
-        Self::new(
-            ErrorKind::Topology,
-            format!("{e}: {:?}", std::error::Error::source(&e)),
-        )
-    }
-}
-
-struct Plan {
-    shard_total: u32,
-    shard_ids: Vec<u32>,
-    max_concurrency: u16,
-}
-
 /// Runs the gateway until `shutdown` is cancelled (then closes every shard
-/// resumably and waits for outstanding acks) or every shard has failed.
+/// resumably, waits for outstanding acks and stores each shard's session) or every
+/// shard has failed.
 ///
 /// # Errors
 ///
 /// See [`ErrorKind`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    if let Some(addr) = config.metrics_addr {
-        metrics::serve(addr)
-            .map_err(|e| Error::new(ErrorKind::Metrics, format!("metrics on {addr}: {e}")))?;
-        tracing::info!(%addr, "serving /metrics");
-    }
     let plan = plan(&config).await?;
+    let health = Health::new(&plan.shard_ids);
+    // Stops the endpoints, command listeners and repair task when `run` returns.
+    let background = CancellationToken::new();
+    let _stop_background = background.clone().drop_guard();
+    if let Some(addr) = config.metrics_addr {
+        let metrics_error =
+            |e: String| Error::new(ErrorKind::Metrics, format!("metrics on {addr}: {e}"));
+        let handle = metrics::install().map_err(|e| metrics_error(e.to_string()))?;
+        metrics::register(&plan.shard_ids);
+        let bound = health::serve(addr, health.clone(), handle, background.clone())
+            .await
+            .map_err(|e| metrics_error(e.to_string()))?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    }
     let client = shardline_jetstream::connect(&ConnectOptions {
         url: config.nats_url.clone(),
         name: "shardline-gateway".to_owned(),
@@ -102,27 +57,73 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             format!("connecting to {}: {e}", config.nats_url),
         )
     })?;
-    let js = async_nats::jetstream::new(client.clone());
-    let options = ReconcileOptions {
-        replicas: config.stream_replicas,
-    };
-    shardline_jetstream::reconcile_streams(&js, &STREAMS, options).await?;
+    health.set_nats(client.clone());
+    let js = jetstream::new(client.clone());
+    let replicas = config.stream_replicas;
+    shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas }).await?;
+    let kv_error = |e: async_nats::Error| Error::new(ErrorKind::Kv, e.to_string());
+    let store = sessions::open(&js, replicas).await.map_err(kv_error)?;
+    let queue = NatsQueue::new(
+        identify::open(&js, replicas).await.map_err(kv_error)?,
+        plan.max_concurrency,
+    );
+    let topology_lost = Arc::new(Notify::new());
+    tokio::spawn(repair(
+        js.clone(),
+        replicas,
+        topology_lost.clone(),
+        background.clone(),
+    ));
 
-    let (publisher, drain) = Publisher::new(client.clone(), config.max_inflight);
-    let queue = InMemoryQueue::new(plan.max_concurrency, 1000, Duration::ZERO, 1000);
+    let (publisher, drain) = Publisher::new(
+        client.clone(),
+        config.max_inflight,
+        config.publish_give_up_after(),
+        topology_lost,
+    );
     let intents = Intents::from_bits_retain(config.intents);
     let mut shards = JoinSet::new();
-    tracing::info!(shards = ?plan.shard_ids, total = plan.shard_total, "starting shards");
+    let mut progress = Vec::with_capacity(plan.shard_ids.len());
+    tracing::info!(shards = ?plan.shard_ids, total = plan.shard_total, max_concurrency = plan.max_concurrency, "starting shards");
     for &id in &plan.shard_ids {
+        let stored = sessions::load(&store, id, plan.shard_total, config.session_max_age()).await;
         let mut builder =
             ConfigBuilder::new(config.token.expose().to_owned(), intents).queue(queue.clone());
         if let Some(url) = &config.gateway_url {
             builder = builder.proxy_url(url.trim_end_matches('/').to_owned());
         }
+        if let Some(stored) = &stored {
+            builder = builder.session(Session::new(stored.sequence, stored.session_id.clone()));
+            if let Some(url) = &stored.resume_url {
+                builder = builder.resume_url(url.clone());
+            }
+        }
+        let shard_progress = Progress::new(stored.as_ref());
+        let (tx, commands) = mpsc::channel(1);
+        commands::listen(client.clone(), id, tx, background.clone())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Nats, format!("command subscription: {e}")))?;
         let shard = Shard::with_config(ShardId::new(id, plan.shard_total), builder.build());
-        shards.spawn(run_shard(shard, publisher.clone(), shutdown.child_token()));
+        shards.spawn(run_shard(
+            shard,
+            ShardContext {
+                publisher: publisher.clone(),
+                progress: shard_progress.clone(),
+                health: health.clone(),
+                commands,
+                shutdown: shutdown.child_token(),
+            },
+        ));
+        progress.push((id, shard_progress));
     }
     drop(publisher);
+    let stop_saving = CancellationToken::new();
+    let saver = tokio::spawn(sessions::save_periodically(
+        store.clone(),
+        plan.shard_total,
+        progress.clone(),
+        stop_saving.clone(),
+    ));
 
     let mut fatal = Vec::new();
     while let Some(exit) = shards.join_next().await {
@@ -138,68 +139,57 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .is_err()
     {
         tracing::warn!(
-            "publish acks still outstanding after {DRAIN_TIMEOUT:?}; Discord will replay them on resume"
+            "publish acks still outstanding after {DRAIN_TIMEOUT:?}; the stored sessions resume before them"
         );
     }
+    stop_saving.cancel();
+    let _ = saver.await;
+    sessions::save_all(&store, plan.shard_total, &progress).await;
     let _ = client.flush().await;
     if !shutdown.is_cancelled() && fatal.len() == plan.shard_ids.len() {
+        let codes: Vec<String> = fatal
+            .iter()
+            .map(|(shard, code)| {
+                let code = code.map_or("none".to_owned(), |c| c.to_string());
+                format!(
+                    "shard {shard}: close code {code} ({})",
+                    fatal_close_reason(code.parse().ok())
+                )
+            })
+            .collect();
         return Err(Error::new(
             ErrorKind::AllShardsFailed,
-            format!("every shard was closed by Discord for good (shard, close code): {fatal:?}"),
+            format!(
+                "no shard can run; Discord closed every one for good: {}",
+                codes.join("; ")
+            ),
         ));
     }
     Ok(())
 }
 
-async fn plan(config: &Config) -> Result<Plan, Error> {
-    let (shard_total, max_concurrency) = match (config.shard_total, &config.gateway_url) {
-        (Some(total), _) => (total, 1),
-        (None, Some(_)) => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "SHARD_TOTAL is required when DISCORD_GATEWAY_URL is set",
-            ));
+/// Reconciles the topology again whenever a publish finds no stream (a broker that
+/// restarted without its memory streams), at most once a second.
+async fn repair(
+    js: jetstream::Context,
+    replicas: usize,
+    lost: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = lost.notified() => {}
         }
-        (None, None) => recommended(config).await?,
-    };
-    if shard_total == 0 {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "SHARD_TOTAL must be at least 1",
-        ));
+        tracing::warn!("a stream is missing; reconciling the topology again");
+        if let Err(error) =
+            shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas })
+                .await
+        {
+            tracing::warn!(%error, "reconciling failed; retrying on the next missing stream");
+        }
+        let _ = sessions::open(&js, replicas).await;
+        let _ = identify::open(&js, replicas).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let shard_ids = match &config.shard_ids {
-        Some(ids) => ids.ids().to_vec(),
-        None => (0..shard_total).collect(),
-    };
-    if let Some(bad) = shard_ids.iter().find(|&&id| id >= shard_total) {
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!("shard {bad} is not below SHARD_TOTAL {shard_total}"),
-        ));
-    }
-    Ok(Plan {
-        shard_total,
-        shard_ids,
-        max_concurrency: config.max_concurrency.unwrap_or(max_concurrency).max(1),
-    })
-}
-
-async fn recommended(config: &Config) -> Result<(u32, u16), Error> {
-    let client = twilight_http::Client::new(config.token.expose().to_owned());
-    let info = client
-        .gateway()
-        .authed()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Discord, format!("GET /gateway/bot: {e}")))?
-        .model()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Discord, format!("GET /gateway/bot body: {e}")))?;
-    let concurrency = info.session_start_limit.max_concurrency;
-    tracing::info!(
-        shards = info.shards,
-        max_concurrency = concurrency,
-        "Discord's recommendation"
-    );
-    Ok((info.shards, concurrency))
 }

@@ -1,13 +1,19 @@
-//! One shard's loop: read a frame, route it, hand it to the publisher.
+//! One shard's loop: read a frame, route it, hand it to the publisher; send the
+//! commands workers ask for; close resumably on shutdown.
 
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use twilight_gateway::error::ReceiveMessageErrorType;
+use twilight_gateway::queue::Queue;
 use twilight_gateway::{CloseFrame, Message, Shard};
 
+use crate::commands::{CommandRequest, send_on};
+use crate::health::Health;
 use crate::metrics as m;
+use crate::progress::Progress;
 use crate::publisher::Publisher;
 use crate::router::{Rejected, Routed, ShardRouter};
 
@@ -28,25 +34,62 @@ pub enum ShardExit {
     },
 }
 
+/// What Discord's close codes that forbid reconnecting mean.
+pub fn fatal_close_reason(code: Option<u16>) -> &'static str {
+    match code {
+        Some(4004) => "authentication failed: the token is wrong",
+        Some(4010) => "invalid shard: SHARD_IDS/SHARD_TOTAL do not fit the bot",
+        Some(4011) => "sharding required: the bot needs more shards (raise SHARD_TOTAL)",
+        Some(4012) => "invalid API version",
+        Some(4013) => "invalid intents",
+        Some(4014) => {
+            "disallowed intents: enable the privileged intents for the bot or remove them from DISCORD_INTENTS"
+        }
+        _ => "closed for good",
+    }
+}
+
+/// Everything a shard's loop works with besides the shard.
+pub struct ShardContext {
+    /// Where routed dispatches go.
+    pub publisher: Publisher,
+    /// The shard's ack floor, read by the session store.
+    pub progress: Progress,
+    /// Readiness, per shard.
+    pub health: Health,
+    /// Checked commands from workers.
+    pub commands: mpsc::Receiver<CommandRequest>,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+}
+
 /// Runs `shard` until `shutdown` is cancelled or Discord closes it for good.
-pub async fn run_shard(
-    mut shard: Shard,
-    publisher: Publisher,
-    shutdown: CancellationToken,
-) -> ShardExit {
+pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardContext) -> ShardExit {
     let id = shard.id().number();
     let shard_label = id.to_string();
     let mut router = ShardRouter::new(id);
     let mut last_close = None;
     loop {
+        // Frames come first: a command waits until the shard has flushed what twilight
+        // queued, so the limiter's count of free permits is current.
         let item = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = ctx.shutdown.cancelled() => break,
             item = shard.next() => item,
+            Some(request) = ctx.commands.recv() => {
+                let _ = request.reply.send(send_on(&shard, request.json));
+                continue;
+            }
         };
         let Some(item) = item else {
-            metrics::gauge!(m::SHARD_CONNECTED, "shard" => shard_label.clone()).set(0.0);
-            tracing::error!(shard = id, code = ?last_close, "shard closed by Discord with a code that forbids reconnecting");
+            ctx.health.set_connected(id, false);
+            ctx.progress.observe(None, None);
+            tracing::error!(
+                shard = id,
+                code = ?last_close,
+                reason = fatal_close_reason(last_close),
+                "Discord closed the shard with a code that forbids reconnecting; the shard stops"
+            );
             return ShardExit::Fatal {
                 shard: id,
                 code: last_close,
@@ -54,20 +97,14 @@ pub async fn run_shard(
         };
         match item {
             Ok(Message::Text(text)) => {
-                handle_text(&mut shard, &mut router, &publisher, text, &shard_label).await;
+                handle_text(&mut shard, &mut router, &ctx, text, &shard_label).await;
             }
             Ok(Message::Close(frame)) => {
                 last_close = frame.as_ref().map(|f| f.code);
-                metrics::gauge!(m::SHARD_CONNECTED, "shard" => shard_label.clone()).set(0.0);
+                ctx.health.set_connected(id, false);
                 tracing::info!(shard = id, code = ?last_close, "gateway connection closed");
             }
-            Err(error) => {
-                if let ReceiveMessageErrorType::Deserializing { .. } = error.kind() {
-                    metrics::counter!(m::EVENTS_DROPPED, "reason" => "malformed_frame")
-                        .increment(1);
-                }
-                tracing::warn!(shard = id, %error, "error receiving from the gateway");
-            }
+            Err(error) => receive_error(id, &error),
         }
     }
 
@@ -78,10 +115,10 @@ pub async fn run_shard(
         while let Some(item) = shard.next().await {
             match item {
                 Ok(Message::Text(text)) => {
-                    handle_text(&mut shard, &mut router, &publisher, text, &shard_label).await;
+                    handle_text(&mut shard, &mut router, &ctx, text, &shard_label).await;
                 }
                 Ok(Message::Close(_)) => break,
-                Err(_) => {}
+                Err(error) => receive_error(id, &error),
             }
         }
     })
@@ -89,26 +126,44 @@ pub async fn run_shard(
     if drained.is_err() {
         tracing::warn!(shard = id, "gateway did not acknowledge the close in time");
     }
-    metrics::gauge!(m::SHARD_CONNECTED, "shard" => shard_label).set(0.0);
+    ctx.health.set_connected(id, false);
     ShardExit::Shutdown
 }
 
-async fn handle_text(
-    shard: &mut Shard,
+fn receive_error(shard: u32, error: &twilight_gateway::error::ReceiveMessageError) {
+    if let ReceiveMessageErrorType::Deserializing { .. } = error.kind() {
+        // twilight could not read the envelope (not JSON, no opcode): the frame is
+        // skipped and the shard keeps going. The body is not logged (it may be huge).
+        metrics::counter!(m::EVENTS_DROPPED, "reason" => "malformed_frame").increment(1);
+        tracing::warn!(
+            shard,
+            reason = "malformed_frame",
+            "dropped a frame that is not a gateway event"
+        );
+    } else {
+        tracing::warn!(shard, %error, "error receiving from the gateway");
+    }
+}
+
+async fn handle_text<Q: Queue>(
+    shard: &mut Shard<Q>,
     router: &mut ShardRouter,
-    publisher: &Publisher,
+    ctx: &ShardContext,
     text: String,
     shard_label: &str,
 ) {
     let received_at = SystemTime::now();
-    let session = shard.session().map(|s| s.id());
-    match router.route(text, session, received_at) {
+    let session = shard.session().map(|s| (s.id().to_owned(), s.sequence()));
+    let routed = router.route(text, session.as_ref().map(|s| s.0.as_str()), received_at);
+    match routed {
         Ok(Routed::Publish(out)) => {
             metrics::counter!(m::EVENTS_RECEIVED, "event_type" => out.event.clone()).increment(1);
-            publisher.publish(out).await;
+            let (session_id, _) = session.as_ref().expect("routed with a session");
+            let receipt = ctx.progress.begin(session_id, out.sequence);
+            ctx.publisher.publish(out, receipt).await;
         }
         Ok(Routed::Lifecycle(kind)) => {
-            metrics::gauge!(m::SHARD_CONNECTED, "shard" => shard_label.to_owned()).set(1.0);
+            ctx.health.set_connected(router.shard_id(), true);
             metrics::counter!(m::SHARD_RECONNECTS, "shard" => shard_label.to_owned(), "kind" => kind)
                 .increment(1);
             tracing::info!(shard = router.shard_id(), kind, "shard session live");
@@ -135,4 +190,9 @@ async fn handle_text(
             );
         }
     }
+    // Frames that are not published (READY, RESUMED, broken ones) move the floor too.
+    ctx.progress.observe(
+        session.as_ref().map(|(id, seq)| (id.as_str(), *seq)),
+        shard.resume_url(),
+    );
 }

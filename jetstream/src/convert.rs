@@ -33,14 +33,16 @@ pub fn consumer_config(spec: &ConsumerSpec) -> consumer::pull::Config {
     config
 }
 
-pub(crate) fn storage(storage: Storage) -> stream::StorageType {
+/// The async-nats storage type of a declaration.
+pub fn storage(storage: Storage) -> stream::StorageType {
     match storage {
         Storage::Memory => stream::StorageType::Memory,
         Storage::File => stream::StorageType::File,
     }
 }
 
-pub(crate) fn retention(retention: Retention) -> stream::RetentionPolicy {
+/// The async-nats retention policy of a declaration.
+pub fn retention(retention: Retention) -> stream::RetentionPolicy {
     match retention {
         Retention::Limits => stream::RetentionPolicy::Limits,
         Retention::WorkQueue => stream::RetentionPolicy::WorkQueue,

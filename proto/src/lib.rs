@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod encoding;
+pub mod gateway;
 mod guild;
 pub mod headers;
+pub mod kv;
 pub mod payload;
 pub mod subject;
 pub mod topology;

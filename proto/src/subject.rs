@@ -23,6 +23,20 @@ pub const MEMBER_UPDATE: &str = "events.member.update";
 
 /// Prefix of every non-interaction event subject.
 pub const EVENTS_PREFIX: &str = "events.";
+/// Prefix of every dead letter's subject.
+pub const DEAD_LETTER_PREFIX: &str = "deadletter.";
+
+/// Where consumer `durable` dead-letters a message it received on `subject`:
+/// `deadletter.<durable>.<subject>`, so dead letters can be filtered by consumer and
+/// by original subject.
+pub fn dead_letter(durable: &str, subject: &str) -> String {
+    format!("{DEAD_LETTER_PREFIX}{durable}.{subject}")
+}
+
+/// Every dead letter of consumer `durable`.
+pub fn dead_letters_of(durable: &str) -> String {
+    format!("{DEAD_LETTER_PREFIX}{durable}.>")
+}
 
 /// Where a dispatch goes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -65,9 +65,54 @@ pub struct ConsumerSpec {
     pub filter_subjects: &'static [&'static str],
     /// Most messages delivered and not yet acknowledged; also the worker's concurrency.
     pub max_ack_pending: i64,
-    /// How long the server waits for an ack before redelivering.
+    /// How long the server waits for an ack before redelivering. Handlers that run
+    /// longer are kept alive with in-progress acks by the worker runtime.
     pub ack_wait: Duration,
+    /// Most deliveries of one message; the last failed one is dead-lettered. Enforced
+    /// by the worker runtime, not the server, which would drop the message silently.
+    pub max_deliver: i64,
+    /// Delay before redelivering a message a handler asked to retry.
+    pub retry: RetryPolicy,
 }
+
+/// Default [`ConsumerSpec::max_deliver`].
+pub const DEFAULT_MAX_DELIVER: i64 = 5;
+
+/// How long a retried message waits before its next delivery: `initial`, doubled on
+/// each further delivery, never more than `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first delivery.
+    pub initial: Duration,
+    /// The cap.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The same delay after every delivery.
+    pub const fn fixed(delay: Duration) -> Self {
+        Self {
+            initial: delay,
+            max: delay,
+        }
+    }
+
+    /// `initial`, doubling per delivery up to `max`.
+    pub const fn exponential(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
+    /// The delay after delivery number `delivered` (1 for the first).
+    pub fn delay(&self, delivered: i64) -> Duration {
+        let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 31)).unwrap_or(31);
+        self.initial
+            .checked_mul(1u32 << doublings)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// Five seconds, the runtime's default delay before a retry.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy::fixed(Duration::from_secs(5));
 
 /// Interactions. Work queue: each is handled once, and 60 s is far past Discord's
 /// 15 minute token being useful only if deferred within 3 s.
@@ -88,10 +133,13 @@ pub const EVENTS: StreamSpec = StreamSpec {
     max_age: Duration::from_secs(5 * 60),
 };
 
-/// Shardline's own traffic (shard commands, lifecycle notes).
+/// Shardline's own stored notes (lifecycle). It must not capture
+/// `internal.gateway.>`: shard commands are core NATS requests, and a stream that
+/// stored them would also answer each request with its PubAck before the gateway's
+/// reply (see [`gateway`](crate::gateway)).
 pub const INTERNAL: StreamSpec = StreamSpec {
     name: "INTERNAL",
-    subjects: &["internal.>"],
+    subjects: &["internal.lifecycle.>"],
     storage: Storage::Memory,
     retention: Retention::Limits,
     max_age: Duration::from_secs(60),
@@ -106,8 +154,18 @@ pub const ELIGIBILITY: StreamSpec = StreamSpec {
     max_age: Duration::from_secs(7 * 24 * 60 * 60),
 };
 
+/// Messages a worker gave up on, with the reason (see `headers::DEAD_LETTER_*`), kept
+/// on disk for a week so they can be inspected and replayed.
+pub const DEAD_LETTER: StreamSpec = StreamSpec {
+    name: "DEAD_LETTER",
+    subjects: &["deadletter.>"],
+    storage: Storage::File,
+    retention: Retention::Limits,
+    max_age: Duration::from_secs(7 * 24 * 60 * 60),
+};
+
 /// Every stream, in reconciliation order.
-pub const STREAMS: [StreamSpec; 4] = [COMMANDS, EVENTS, INTERNAL, ELIGIBILITY];
+pub const STREAMS: [StreamSpec; 5] = [COMMANDS, EVENTS, INTERNAL, ELIGIBILITY, DEAD_LETTER];
 
 /// Interactions to the command worker.
 pub const COMMAND_WORKER: ConsumerSpec = ConsumerSpec {
@@ -116,6 +174,9 @@ pub const COMMAND_WORKER: ConsumerSpec = ConsumerSpec {
     filter_subjects: &["commands.>"],
     max_ack_pending: 50,
     ack_wait: Duration::from_secs(30),
+    max_deliver: DEFAULT_MAX_DELIVER,
+    // Interactions live in a 60 s stream: four 5 s retries fit, a growing delay would not.
+    retry: DEFAULT_RETRY,
 };
 
 /// Events to the event worker.
@@ -125,6 +186,9 @@ pub const EVENT_WORKER: ConsumerSpec = ConsumerSpec {
     filter_subjects: &["events.>"],
     max_ack_pending: 100,
     ack_wait: Duration::from_secs(15),
+    max_deliver: DEFAULT_MAX_DELIVER,
+    // 5, 10, 20, 40 s: the fifth delivery is 75 s after the first, inside the 5 min age.
+    retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(60)),
 };
 
 /// Eligibility records, processed one by one.
@@ -134,6 +198,8 @@ pub const ELIGIBILITY_WORKER: ConsumerSpec = ConsumerSpec {
     filter_subjects: &["eligibility.>"],
     max_ack_pending: 200,
     ack_wait: Duration::from_secs(60),
+    max_deliver: DEFAULT_MAX_DELIVER,
+    retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(5 * 60)),
 };
 
 /// Eligibility records, synchronised to an external system in slow batches.
@@ -143,6 +209,8 @@ pub const SYNC_WORKER: ConsumerSpec = ConsumerSpec {
     filter_subjects: &["eligibility.>"],
     max_ack_pending: 10,
     ack_wait: Duration::from_secs(5 * 60),
+    max_deliver: DEFAULT_MAX_DELIVER,
+    retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(5 * 60)),
 };
 
 /// Every durable consumer.
@@ -196,6 +264,33 @@ mod tests {
         assert_eq!(EVENTS.duplicate_window(), Duration::from_secs(120));
         assert_eq!(INTERNAL.duplicate_window(), Duration::from_secs(60));
         assert_eq!(ELIGIBILITY.duplicate_window(), Duration::from_secs(120));
+        assert_eq!(DEAD_LETTER.duplicate_window(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let policy = RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(60));
+        let delays: Vec<u64> = (1..=6).map(|n| policy.delay(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(policy.delay(0), Duration::from_secs(5));
+        assert_eq!(policy.delay(i64::MAX), Duration::from_secs(60));
+        assert_eq!(DEFAULT_RETRY.delay(4), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retries_of_every_consumer_fit_in_its_stream_age() {
+        for consumer in CONSUMERS {
+            let stream = stream(consumer.stream).expect("declared stream");
+            let waited: Duration = (1..consumer.max_deliver)
+                .map(|n| consumer.retry.delay(n))
+                .sum();
+            assert!(
+                waited < stream.max_age,
+                "{} retries outlive {}",
+                consumer.durable,
+                stream.name
+            );
+        }
     }
 
     #[test]

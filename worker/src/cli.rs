@@ -1,5 +1,6 @@
 //! What every worker binary shares: flags, logging, signals.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use clap::Parser;
@@ -18,14 +19,24 @@ pub struct WorkerArgs {
     /// Where to serve Prometheus `/metrics`. Default: not served.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// How long SIGTERM lets in-flight handlers finish, in seconds, before their
+    /// messages are returned to the stream.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
 }
 
-/// Runs `worker` as a process: logging, metrics, NATS, SIGTERM.
+/// Runs a worker as a process: logging, metrics, NATS, SIGTERM. `build` makes the
+/// worker once NATS is connected (a handler may need a KV bucket).
 ///
 /// # Errors
 ///
 /// Fails if metrics cannot be served, NATS cannot be reached, or the worker fails.
-pub async fn main(name: &str, args: WorkerArgs, worker: Worker) -> anyhow::Result<()> {
+pub async fn main<F, Fut>(name: &str, args: WorkerArgs, build: F) -> anyhow::Result<()>
+where
+    F: FnOnce(async_nats::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<Worker>>,
+{
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -39,6 +50,9 @@ pub async fn main(name: &str, args: WorkerArgs, worker: Worker) -> anyhow::Resul
         name: name.to_owned(),
     })
     .await?;
+    let worker = build(client.clone())
+        .await?
+        .shutdown_grace(std::time::Duration::from_secs(args.shutdown_grace_secs));
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     worker.run(client, shutdown).await?;

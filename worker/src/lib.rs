@@ -3,12 +3,17 @@
 
 pub mod cli;
 pub mod commands;
+mod context;
+pub mod deadletter;
 pub mod events;
 mod handler;
 pub mod metrics;
 mod outcome;
+mod process;
 mod runtime;
+pub mod store;
 
-pub use handler::{Handler, Handlers, Meta};
+pub use context::Context;
+pub use handler::{Handler, Handlers};
 pub use outcome::Outcome;
-pub use runtime::{DEFAULT_RETRY_DELAY, Error, Worker};
+pub use runtime::{DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, Error, Worker};

@@ -1,4 +1,4 @@
-//! Metric names of the worker runtime.
+//! Metric names of the worker runtime, fixed: dashboards and alerts use them.
 
 use std::net::SocketAddr;
 
@@ -8,6 +8,13 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 pub const MESSAGES_PROCESSED: &str = "nats_consumer_messages_processed_total";
 /// Handler time, by `consumer`, in seconds.
 pub const PROCESSING_DURATION: &str = "nats_consumer_message_processing_duration_seconds";
+/// Messages in the stream not yet delivered to the consumer (its pending count), polled.
+pub const LAG: &str = "nats_consumer_lag";
+/// Messages delivered and not yet acknowledged, polled.
+pub const ACK_PENDING: &str = "nats_consumer_ack_pending";
+/// Messages dead-lettered, by `consumer` and `reason` (`terminal`, `undecodable`,
+/// `max_deliveries`).
+pub const DEAD_LETTERS: &str = "nats_consumer_dead_letters_total";
 
 /// Processing buckets: from sub-millisecond handlers to second-scale ones.
 pub const PROCESSING_BUCKETS: &[f64] = &[
@@ -15,17 +22,23 @@ pub const PROCESSING_BUCKETS: &[f64] = &[
     30.0,
 ];
 
+/// The worker's Prometheus recorder, with its histogram buckets, not yet installed.
+///
+/// # Errors
+///
+/// Never in practice: the bucket list is not empty.
+pub fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full(PROCESSING_DURATION.to_owned()),
+        PROCESSING_BUCKETS,
+    )
+}
+
 /// Serves `/metrics` on `addr` and installs the global recorder.
 ///
 /// # Errors
 ///
 /// Fails if the address cannot be bound or a recorder is already installed.
 pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(
-            Matcher::Full(PROCESSING_DURATION.to_owned()),
-            PROCESSING_BUCKETS,
-        )?
-        .install()
+    builder()?.with_http_listener(addr).install()
 }

@@ -1,27 +1,42 @@
-//! The worker loop: pull, decode, handle, ack, with bounded concurrency.
+//! The worker loop: pull with bounded concurrency, process, shut down cleanly.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::Batch;
+use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use shardline_jetstream::{ReconcileOptions, TopologyError};
-use shardline_proto::topology::{self, ConsumerSpec};
+use shardline_proto::topology::{self, ConsumerSpec, DEAD_LETTER, RetryPolicy};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Handlers, Meta, Outcome, metrics as m};
+use crate::{Handlers, metrics as m};
 
-/// Delay before a message a handler asked to retry is redelivered.
+/// Delay before a message a handler asked to retry is redelivered, unless its
+/// consumer's [`RetryPolicy`] says otherwise.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How long shutdown lets in-flight handlers finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long shutdown lets in-flight handlers finish before returning their messages.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long one pull request stays open; also the longest shutdown waits for it.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// How long past its expiry a pull request may stay silent before it is given up.
+const PULL_MARGIN: Duration = Duration::from_secs(1);
+/// How often consumer lag and ack-pending gauges are refreshed.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Why a worker stopped.
+/// Why a worker stopped, or a dead-letter operation failed.
 #[derive(Debug)]
 pub struct Error(String);
+
+impl Error {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -37,32 +52,51 @@ impl From<TopologyError> for Error {
     }
 }
 
+/// What a worker runs with; shared by every in-flight message.
+pub(crate) struct Settings {
+    pub(crate) consumer: &'static ConsumerSpec,
+    pub(crate) handlers: Handlers,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_deliver: i64,
+    pub(crate) shutdown_grace: Duration,
+}
+
 /// A worker: one durable consumer and the handlers for its subjects.
-#[derive(Clone)]
 pub struct Worker {
-    consumer: &'static ConsumerSpec,
-    handlers: Handlers,
-    retry_delay: Duration,
+    settings: Settings,
 }
 
 impl Worker {
-    /// A worker on `consumer` (from `shardline_proto::topology`).
+    /// A worker on `consumer` (from `shardline_proto::topology`), with the consumer's
+    /// retry policy and delivery limit.
     pub fn new(consumer: &'static ConsumerSpec, handlers: Handlers) -> Self {
         Self {
-            consumer,
-            handlers,
-            retry_delay: DEFAULT_RETRY_DELAY,
+            settings: Settings {
+                consumer,
+                handlers,
+                retry: consumer.retry,
+                max_deliver: consumer.max_deliver.max(1),
+                shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            },
         }
     }
 
-    /// Changes the delay for `Outcome::Retry` without a delay of its own.
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = delay;
+    /// Replaces the consumer's retry policy.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.settings.retry = retry;
         self
     }
 
-    /// Reconciles the consumer's stream and the consumer, then handles messages
-    /// until `shutdown` is cancelled, then lets in-flight handlers finish.
+    /// How long SIGTERM lets in-flight handlers run before their messages are
+    /// returned to the stream (nak) for another worker.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
+    /// Reconciles the consumer's stream, the dead-letter stream and the consumer, then
+    /// handles messages until `shutdown` is cancelled; then stops pulling, lets
+    /// in-flight handlers finish within the grace period and returns the rest.
     ///
     /// # Errors
     ///
@@ -72,139 +106,169 @@ impl Worker {
         client: async_nats::Client,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        let js = jetstream::new(client);
-        let stream_spec = topology::stream(self.consumer.stream).ok_or_else(|| {
-            Error(format!(
-                "consumer {} names no declared stream",
-                self.consumer.durable
-            ))
-        })?;
-        shardline_jetstream::reconcile_stream(&js, stream_spec, ReconcileOptions::default())
-            .await?;
-        shardline_jetstream::reconcile_consumer(&js, self.consumer).await?;
-        let consumer: PullConsumer = js
-            .get_stream_no_info(self.consumer.stream)
-            .await
-            .map_err(|e| Error(format!("stream {}: {e}", self.consumer.stream)))?
-            .get_consumer(self.consumer.durable)
-            .await
-            .map_err(|e| Error(format!("consumer {}: {e}", self.consumer.durable)))?;
-
-        let concurrency = usize::try_from(self.consumer.max_ack_pending)
-            .unwrap_or(1)
-            .max(1);
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(concurrency)
-            .messages()
-            .await
-            .map_err(|e| Error(format!("pulling from {}: {e}", self.consumer.durable)))?;
+        let spec = self.settings.consumer;
+        let js = jetstream::new(client.clone());
+        let consumer = declare(&js, spec).await?;
+        let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
+        let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
-        let this = Arc::new(self);
-        tracing::info!(
-            consumer = this.consumer.durable,
-            concurrency,
-            "worker running"
-        );
+        let abandon = CancellationToken::new();
+        let settings = Arc::new(self.settings);
+        tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
-        let mut ended = false;
-        loop {
-            // Take a permit before pulling, so at most `concurrency` messages are held.
-            let permit = tokio::select! {
+        // Pull in bounded batches, one per round, each asking for as many messages as
+        // there are free permits: at most `concurrency` messages are ever held, and on
+        // shutdown the one open request is drained (its messages returned) and no
+        // other is made, so nothing is left delivered and unanswered.
+        let mut consumer = consumer;
+        let mut failures = 0u32;
+        'pull: while !shutdown.is_cancelled() {
+            let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
             };
-            let message = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                message = messages.next() => message,
-            };
-            match message {
-                Some(Ok(message)) => {
-                    let this = this.clone();
-                    tasks.spawn(async move {
-                        this.process(message).await;
-                        drop(permit);
-                    });
+            let mut held = vec![first];
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                held.push(permit);
+            }
+            // The request ends by itself after PULL_EXPIRES; a server that vanished
+            // never says so, hence our own deadline.
+            let deadline = tokio::time::Instant::now() + PULL_EXPIRES + PULL_MARGIN;
+            let batch = consumer
+                .batch()
+                .max_messages(held.len())
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut failed = batch.as_ref().err().map(ToString::to_string);
+            if let Ok(mut batch) = batch {
+                loop {
+                    let message = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => {
+                            return_rest(&mut batch, deadline, spec.durable).await;
+                            break 'pull;
+                        }
+                        message = tokio::time::timeout_at(deadline, batch.next()) => message,
+                    };
+                    match message {
+                        Ok(Some(Ok(message))) => {
+                            failures = 0;
+                            let permit = held.pop().expect("a batch never exceeds its permits");
+                            let (settings, js, abandon) =
+                                (settings.clone(), js.clone(), abandon.clone());
+                            tasks.spawn(async move {
+                                crate::process::process(&settings, &js, message, &abandon).await;
+                                drop(permit);
+                            });
+                        }
+                        Ok(Some(Err(error))) => {
+                            failed = Some(error.to_string());
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            failed = Some("pull request unanswered (server gone?)".to_owned());
+                            break;
+                        }
+                    }
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(consumer = this.consumer.durable, %error, "pull error; carrying on");
+            }
+            if let Some(error) = failed {
+                failures += 1;
+                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                tracing::warn!(consumer = spec.durable, %error, ?backoff, "pull failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
                 }
-                None => {
-                    ended = true;
-                    break;
+                // The server may have restarted without the consumer: declare it again.
+                match declare(&js, spec).await {
+                    Ok(again) => consumer = again,
+                    Err(error) => {
+                        tracing::warn!(consumer = spec.durable, %error, "declaring the consumer failed")
+                    }
                 }
             }
         }
+        stats.abort();
         tracing::info!(
-            consumer = this.consumer.durable,
+            consumer = spec.durable,
             in_flight = tasks.len(),
             "stopping: finishing in-flight messages"
         );
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        if tokio::time::timeout(settings.shutdown_grace, tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                "in-flight handlers still running; JetStream redelivers them after the ack wait"
+                consumer = spec.durable,
+                in_flight = tasks.len(),
+                "grace period over: returning unfinished messages to the stream"
             );
+            abandon.cancel();
+            tasks.wait().await;
         }
-        if ended {
-            return Err(Error(format!(
-                "the message stream of {} ended unexpectedly",
-                this.consumer.durable
-            )));
+        // Acks and naks are written to the client's buffer: send them before returning,
+        // or a process that exits next would lose them.
+        if let Err(error) = client.flush().await {
+            tracing::warn!(consumer = spec.durable, %error, "flushing acks failed");
         }
         Ok(())
     }
+}
 
-    async fn process(&self, message: jetstream::Message) {
-        let durable = self.consumer.durable;
-        let (delivered, stream_sequence) = message
-            .info()
-            .map(|i| (i.delivered, i.stream_sequence))
-            .unwrap_or((1, 0));
-        let meta = Meta {
-            subject: message.subject.to_string(),
-            headers: message.headers.clone().unwrap_or_default(),
-            delivered,
-            stream_sequence,
-        };
-        let started = Instant::now();
-        let outcome = match self.handlers.dispatch(&message.payload, meta.clone()) {
-            // A panicking handler must not take the worker down: run it in its own task.
-            Some(future) => match tokio::spawn(future).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    tracing::error!(consumer = durable, subject = %meta.subject, error = %e, "handler panicked; retrying");
-                    Outcome::retry()
-                }
-            },
-            None => {
-                tracing::debug!(consumer = durable, subject = %meta.subject, "no handler for subject; acking");
-                Outcome::Success
+/// Declares the consumer's stream, the dead-letter stream and the consumer, and opens it.
+async fn declare(
+    js: &jetstream::Context,
+    spec: &'static ConsumerSpec,
+) -> Result<PullConsumer, Error> {
+    let stream_spec = topology::stream(spec.stream).ok_or_else(|| {
+        Error(format!(
+            "consumer {} names no declared stream",
+            spec.durable
+        ))
+    })?;
+    let options = ReconcileOptions::default();
+    shardline_jetstream::reconcile_stream(js, stream_spec, options).await?;
+    shardline_jetstream::reconcile_stream(js, &DEAD_LETTER, options).await?;
+    shardline_jetstream::reconcile_consumer(js, spec).await?;
+    js.get_stream_no_info(spec.stream)
+        .await
+        .map_err(|e| Error(format!("stream {}: {e}", spec.stream)))?
+        .get_consumer(spec.durable)
+        .await
+        .map_err(|e| Error(format!("consumer {}: {e}", spec.durable)))
+}
+
+/// Returns (naks) what the open pull request still delivers, until it ends.
+async fn return_rest(batch: &mut Batch, deadline: tokio::time::Instant, durable: &str) {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, batch.next()).await {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::warn!(consumer = durable, %error, "nak on shutdown failed");
+        }
+    }
+}
+
+/// Publishes the consumer's lag (messages not yet delivered) and ack-pending count.
+async fn poll_stats(consumer: PullConsumer, shutdown: CancellationToken) {
+    let durable = consumer.cached_info().name.clone();
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match consumer.get_info().await {
+            Ok(info) => {
+                metrics::gauge!(m::LAG, "consumer" => durable.clone()).set(info.num_pending as f64);
+                metrics::gauge!(m::ACK_PENDING, "consumer" => durable.clone())
+                    .set(info.num_ack_pending as f64);
             }
-        };
-        metrics::histogram!(m::PROCESSING_DURATION, "consumer" => durable)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::MESSAGES_PROCESSED, "consumer" => durable, "status" => outcome.status())
-            .increment(1);
-        let ack = match &outcome {
-            Outcome::Success => message.double_ack().await,
-            Outcome::Retry { delay } => {
-                let delay = delay.unwrap_or(self.retry_delay);
-                message.ack_with(AckKind::Nak(Some(delay))).await
-            }
-            Outcome::Terminal { reason } => {
-                tracing::warn!(consumer = durable, subject = %meta.subject, reason, "terminal: message will not be redelivered");
-                message.double_ack_with(AckKind::Term).await
-            }
-        };
-        if let Err(error) = ack {
-            tracing::warn!(consumer = durable, %error, "ack failed; JetStream will redeliver");
+            Err(error) => tracing::debug!(consumer = %durable, %error, "consumer info failed"),
         }
     }
 }

@@ -1,16 +1,22 @@
 //! The whole path with real parts: simulator -> gateway (twilight) -> JetStream ->
 //! the reference event and command workers. Every published message is handled by
-//! its reference handler (decoded as its twilight-model type) and acked.
+//! its reference handler (decoded as its twilight-model type) and acked; the event
+//! worker's store holds what the events say; every interaction is deferred once, and
+//! the time from the gateway's read to the simulator's receipt of the defer is printed.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use shardline_discord_sim::{Mix, SimConfig, Simulator, TrafficPlan};
 use shardline_gateway::Config;
+use shardline_proto::payload::Interaction;
 use shardline_proto::topology::{COMMAND_WORKER, EVENT_WORKER};
 use shardline_testkit::{NatsServer, eventually, init_tracing};
-use shardline_worker::{Handler, Handlers, Meta, Outcome, Worker, commands, events};
+use shardline_worker::commands::{self, InteractionHandler};
+use shardline_worker::store::InMemoryStore;
+use shardline_worker::{Context, Handler, Handlers, Outcome, Worker, events};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +27,35 @@ struct Reporting<H>(H, mpsc::UnboundedSender<(String, Outcome)>);
 impl<H: Handler> Handler for Reporting<H> {
     type Payload = H::Payload;
 
-    async fn handle(&self, payload: H::Payload, meta: &Meta) -> Outcome {
-        let outcome = self.0.handle(payload, meta).await;
-        let _ = self.1.send((meta.subject.clone(), outcome.clone()));
+    async fn handle(&self, payload: H::Payload, cx: &Context) -> Outcome {
+        let outcome = self.0.handle(payload, cx).await;
+        let _ = self.1.send((cx.subject.clone(), outcome.clone()));
         outcome
     }
+}
+
+/// When the gateway read each interaction, by interaction id.
+type ReadAt = Arc<Mutex<HashMap<String, SystemTime>>>;
+
+/// Notes when the gateway read each interaction, then hands it on.
+struct Timed<H>(H, ReadAt);
+
+impl<H: Handler<Payload = Interaction>> Handler for Timed<H> {
+    type Payload = Interaction;
+
+    async fn handle(&self, interaction: Interaction, cx: &Context) -> Outcome {
+        let at = cx.received_at().expect("the gateway stamps every message");
+        self.1
+            .lock()
+            .unwrap()
+            .insert(interaction.id.to_string(), at);
+        self.0.handle(interaction, cx).await
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,32 +74,42 @@ async fn every_event_reaches_its_handler_once() {
     let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
 
     let (tx, mut outcomes) = mpsc::unbounded_channel();
+    let store = InMemoryStore::new();
     let event_handlers = Handlers::new()
         .on(
             "events.guild.join",
-            Reporting(events::GuildJoin, tx.clone()),
+            Reporting(events::GuildJoin(store.clone()), tx.clone()),
         )
         .on(
             "events.guild.leave",
-            Reporting(events::GuildLeave, tx.clone()),
+            Reporting(events::GuildLeave(store.clone()), tx.clone()),
         )
         .on(
             "events.member.join",
-            Reporting(events::MemberJoin, tx.clone()),
+            Reporting(events::MemberJoin(store.clone()), tx.clone()),
         )
         .on(
             "events.member.leave",
-            Reporting(events::MemberLeave, tx.clone()),
+            Reporting(events::MemberLeave(store.clone()), tx.clone()),
         )
         .on(
             "events.member.update",
-            Reporting(events::MemberUpdated, tx.clone()),
+            Reporting(events::MemberUpdated(store.clone()), tx.clone()),
         );
+    let client = nats.client().await;
+    let http = Arc::new(commands::http_client(
+        Some(&format!("http://{}", sim.http_base())),
+        None,
+    ));
+    let interactions =
+        InteractionHandler::new(&jetstream::new(client.clone()), http, commands::reference())
+            .await
+            .unwrap();
+    let read_at = ReadAt::default();
     let command_handlers = Handlers::new().on(
         "commands.interaction",
-        Reporting(commands::InteractionLogger, tx),
+        Reporting(Timed(interactions, read_at.clone()), tx),
     );
-    let client = nats.client().await;
     let event_worker = tokio::spawn(
         Worker::new(&EVENT_WORKER, event_handlers).run(client.clone(), shutdown.clone()),
     );
@@ -84,12 +124,6 @@ async fn every_event_reaches_its_handler_once() {
         0,
         "GUILD_CREATE",
         &shardline_discord_sim::fixtures::guild_create(guild(0), 2, 2, 2),
-    )
-    .await;
-    sim.dispatch(
-        1,
-        "GUILD_DELETE",
-        &format!(r#"{{"id":"{}"}}"#, sim.guilds(1)[0]),
     )
     .await;
     let sent = sim
@@ -111,8 +145,27 @@ async fn every_event_reaches_its_handler_once() {
     ];
     let mut want: HashMap<String, usize> = HashMap::new();
     want.insert("events.guild.join".into(), 1);
-    want.insert("events.guild.leave".into(), 1);
+    // Members per guild as the events tell it (user ids are random: no user both
+    // leaves and joins, so the order of handling cannot change the result).
+    let mut members: HashMap<u64, HashSet<u64>> = HashMap::new();
+    let mut left: Vec<(u64, u64)> = Vec::new();
+    let mut interaction_ids = HashSet::new();
     for s in &sent {
+        let d: serde_json::Value = serde_json::from_str(&s.d).unwrap();
+        let id = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+        match s.event.as_str() {
+            "GUILD_MEMBER_ADD" | "GUILD_MEMBER_UPDATE" => {
+                members
+                    .entry(id(&d["guild_id"]))
+                    .or_default()
+                    .insert(id(&d["user"]["id"]));
+            }
+            "GUILD_MEMBER_REMOVE" => left.push((id(&d["guild_id"]), id(&d["user"]["id"]))),
+            "INTERACTION_CREATE" => {
+                interaction_ids.insert(d["id"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
         let subject = match s.event.as_str() {
             "GUILD_MEMBER_ADD" => "events.member.join",
             "GUILD_MEMBER_REMOVE" => "events.member.leave",
@@ -162,6 +215,78 @@ async fn every_event_reaches_its_handler_once() {
         .await;
     }
     assert!(outcomes.try_recv().is_err(), "no message handled twice");
+
+    // The store holds what the events say.
+    assert_eq!(
+        store.guild(guild(0)).map(|g| g.name.is_empty()),
+        Some(false),
+        "joined guild stored"
+    );
+    for (guild, users) in &members {
+        let record = store.guild(*guild).expect("guild of a member event");
+        assert_eq!(&record.members, users, "members of {guild}");
+    }
+    for (guild, user) in &left {
+        assert!(
+            !store
+                .guild(*guild)
+                .is_some_and(|g| g.members.contains(user))
+        );
+    }
+
+    // Leaving a guild (once everything before it is handled, so no member event of
+    // that guild can race it) removes it from the store.
+    let (busiest, _) = members.iter().max_by_key(|(_, users)| users.len()).unwrap();
+    let guilds_before = store.guild_count();
+    sim.dispatch(1, "GUILD_DELETE", &format!(r#"{{"id":"{busiest}"}}"#))
+        .await;
+    let (subject, outcome) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv())
+        .await
+        .expect("leave handled")
+        .unwrap();
+    assert_eq!(
+        (subject.as_str(), outcome),
+        ("events.guild.leave", Outcome::Success)
+    );
+    assert!(store.guild(*busiest).is_none(), "left guild removed");
+    assert_eq!(store.guild_count(), guilds_before - 1);
+
+    // Every interaction was deferred exactly once, and answered "pong".
+    let callbacks = sim.interaction_callbacks();
+    let deferred: Vec<_> = callbacks.iter().filter(|c| c.kind == "callback").collect();
+    let ids: HashSet<String> = deferred.iter().map(|c| c.interaction_id.clone()).collect();
+    assert_eq!(
+        deferred.len(),
+        interaction_ids.len(),
+        "one defer per interaction"
+    );
+    assert_eq!(ids, interaction_ids);
+    assert!(
+        deferred
+            .iter()
+            .all(|c| c.status == 204 && c.body.contains(r#""type":5"#))
+    );
+    let edits = callbacks
+        .iter()
+        .filter(|c| c.kind == "edit" && c.body.contains("pong"));
+    assert_eq!(edits.count(), interaction_ids.len(), "every /ping answered");
+    let read_at = read_at.lock().unwrap().clone();
+    let mut latencies: Vec<Duration> = deferred
+        .iter()
+        .map(|c| {
+            c.received_at
+                .duration_since(read_at[&c.interaction_id])
+                .unwrap()
+        })
+        .collect();
+    latencies.sort();
+    println!(
+        "gateway read -> defer received, {} interactions: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+    );
 
     shutdown.cancel();
     gateway.await.unwrap().unwrap();

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+pub mod process;
+
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -34,13 +37,23 @@ pub struct Harness {
 impl Harness {
     /// Starts everything and waits until every shard has a live session.
     pub async fn start(sim_config: SimConfig) -> Self {
+        Self::start_with(sim_config, NatsServer::start(), |_| {}).await
+    }
+
+    /// [`start`](Self::start) on `nats`, with the gateway's configuration adjusted by
+    /// `configure`.
+    pub async fn start_with(
+        sim_config: SimConfig,
+        nats: NatsServer,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         init_tracing();
-        let nats = NatsServer::start();
         let total = sim_config.shard_total;
         let token = sim_config.token.clone();
         let sim = Simulator::start(sim_config).await.expect("start simulator");
         let mut config = Config::for_gateway(&token, &sim.gateway_url(), total, &nats.url());
         config.max_concurrency = Some(sim.config().max_concurrency as u16);
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
         for shard in 0..total {
@@ -82,6 +95,51 @@ impl Harness {
             .expect("gateway task")
             .expect("gateway ran cleanly");
         (self.nats, self.sim)
+    }
+
+    /// Waits for the gateway to end on its own and returns its result.
+    pub async fn join(self) -> (Result<(), Error>, NatsServer, Simulator) {
+        let result = self.gateway.await.expect("gateway task");
+        (result, self.nats, self.sim)
+    }
+}
+
+/// Waits (bounded by [`PATIENCE`]) until EVENTS and COMMANDS hold `want` messages in
+/// all; returns how many they hold.
+pub async fn wait_stored(nats: &NatsServer, want: u64) -> u64 {
+    let js = jetstream::new(nats.client().await);
+    let last = std::sync::atomic::AtomicU64::new(0);
+    poll_until(PATIENCE, || {
+        let js = js.clone();
+        let last = &last;
+        async move {
+            let mut stored = 0;
+            for name in ["EVENTS", "COMMANDS"] {
+                let mut stream = js.get_stream(name).await.ok()?;
+                stored += stream.info().await.ok()?.state.messages;
+            }
+            last.store(stored, std::sync::atomic::Ordering::Relaxed);
+            (stored >= want).then_some(())
+        }
+    })
+    .await;
+    last.into_inner()
+}
+
+/// A free loopback port (bound, then released) for a metrics address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+impl Harness {
+    /// The gateway's shutdown token (to stop it from a test without consuming the
+    /// harness).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 }
 

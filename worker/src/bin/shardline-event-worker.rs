@@ -1,16 +1,19 @@
-//! `shardline-event-worker`: guild and member events on the `event-worker` consumer.
+//! `shardline-event-worker`: guild and member events on the `event-worker` consumer,
+//! recorded in the in-memory store.
 
 use clap::Parser;
 use shardline_proto::topology::EVENT_WORKER;
+use shardline_worker::store::InMemoryStore;
 use shardline_worker::{Worker, cli, events};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = cli::WorkerArgs::parse();
-    cli::main(
-        "shardline-event-worker",
-        args,
-        Worker::new(&EVENT_WORKER, events::handlers()),
-    )
+    cli::main("shardline-event-worker", args, |_| async {
+        Ok(Worker::new(
+            &EVENT_WORKER,
+            events::handlers(InMemoryStore::new()),
+        ))
+    })
     .await
 }

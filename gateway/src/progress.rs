@@ -1,0 +1,226 @@
+//! Per shard: the sequence up to which JetStream has acknowledged every dispatch.
+//!
+//! twilight's `Session::sequence` advances when a frame is *received*. Resuming from
+//! it after a crash would skip every frame received but not yet stored. A shard's
+//! [`Progress`] instead tracks the *ack floor*: the highest sequence `s` such that
+//! every dispatch of the session up to `s` is acknowledged by the stream (or was
+//! never to be published: READY, RESUMED, a broken frame, an event given up on with
+//! a counted reason). That floor is what the session store saves, so a resume
+//! replays exactly what might be missing and `Nats-Msg-Id` drops the overlap.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What a stored session needs: id, ack floor, resume URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Discord session id.
+    pub session_id: String,
+    /// Every dispatch up to this sequence is stored (or was never to be).
+    pub sequence: u64,
+    /// Where to resume, as READY said.
+    pub resume_url: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Bumped whenever the session changes, so late acks of an old one are ignored.
+    generation: u64,
+    session_id: Option<String>,
+    resume_url: Option<String>,
+    /// Highest sequence received in this session.
+    received: u64,
+    /// Sequences handed to the publisher and not yet acked (a replay may repeat one).
+    pending: BTreeMap<u64, u32>,
+    /// Whether the snapshot changed since [`Progress::take_changed`] last looked.
+    changed: bool,
+}
+
+impl State {
+    fn floor(&self) -> u64 {
+        match self.pending.first_key_value() {
+            Some((&first, _)) => first.saturating_sub(1).min(self.received),
+            None => self.received,
+        }
+    }
+}
+
+/// One shard's ack floor. Cheap to clone; the clones share state.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    state: Arc<Mutex<State>>,
+}
+
+impl Progress {
+    /// Progress that starts in `session_id` at `sequence` (a stored session about to
+    /// be resumed), or empty.
+    pub fn new(start: Option<&Snapshot>) -> Self {
+        let progress = Self::default();
+        if let Some(start) = start {
+            let mut st = progress.lock();
+            st.session_id = Some(start.session_id.clone());
+            st.resume_url = start.resume_url.clone();
+            st.received = start.sequence;
+        }
+        progress
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what the shard knows after a frame: its session (`None` once Discord
+    /// invalidated it), the session's received sequence and resume URL.
+    pub fn observe(&self, session: Option<(&str, u64)>, resume_url: Option<&str>) {
+        let mut st = self.lock();
+        let Some((id, sequence)) = session else {
+            if st.session_id.take().is_some() {
+                st.generation += 1;
+                st.pending.clear();
+                st.received = 0;
+                st.changed = true;
+            }
+            return;
+        };
+        if st.session_id.as_deref() != Some(id) {
+            st.generation += 1;
+            st.session_id = Some(id.to_owned());
+            st.pending.clear();
+            st.received = 0;
+            st.changed = true;
+        }
+        if st.resume_url.as_deref() != resume_url && resume_url.is_some() {
+            st.resume_url = resume_url.map(str::to_owned);
+            st.changed = true;
+        }
+        if sequence > st.received {
+            st.received = sequence;
+            st.changed = true;
+        }
+    }
+
+    /// Marks dispatch `sequence` of session `session_id` as handed to the publisher;
+    /// the floor stays below it until the returned [`Receipt`] is dropped.
+    pub fn begin(&self, session_id: &str, sequence: u64) -> Receipt {
+        self.observe(Some((session_id, sequence.saturating_sub(1))), None);
+        let mut st = self.lock();
+        *st.pending.entry(sequence).or_default() += 1;
+        if sequence > st.received {
+            st.received = sequence;
+        }
+        Receipt {
+            progress: self.clone(),
+            generation: st.generation,
+            sequence,
+        }
+    }
+
+    /// The session and its ack floor, if the shard has a session.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let st = self.lock();
+        Some(Snapshot {
+            session_id: st.session_id.clone()?,
+            sequence: st.floor(),
+            resume_url: st.resume_url.clone(),
+        })
+    }
+
+    /// The snapshot (or `None` for "no session") if anything changed since the last
+    /// call; `Err(())` if nothing did.
+    #[allow(clippy::result_unit_err)]
+    pub fn take_changed(&self) -> Result<Option<Snapshot>, ()> {
+        let changed = std::mem::take(&mut self.lock().changed);
+        if changed {
+            Ok(self.snapshot())
+        } else {
+            Err(())
+        }
+    }
+
+    /// Marks the snapshot as changed again (its write failed).
+    pub fn mark_changed(&self) {
+        self.lock().changed = true;
+    }
+
+    fn complete(&self, generation: u64, sequence: u64) {
+        let mut st = self.lock();
+        if st.generation != generation {
+            return;
+        }
+        if let Some(count) = st.pending.get_mut(&sequence) {
+            *count -= 1;
+            if *count == 0 {
+                st.pending.remove(&sequence);
+            }
+            st.changed = true;
+        }
+    }
+}
+
+/// A dispatch handed to the publisher. Dropping it (acked, or given up on with a
+/// counted reason) lets the floor pass its sequence.
+#[derive(Debug)]
+pub struct Receipt {
+    progress: Progress,
+    generation: u64,
+    sequence: u64,
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.progress.complete(self.generation, self.sequence);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floor(p: &Progress) -> u64 {
+        p.snapshot().unwrap().sequence
+    }
+
+    #[test]
+    fn floor_waits_for_the_oldest_unacked() {
+        let p = Progress::default();
+        p.observe(Some(("s", 1)), Some("ws://r"));
+        let a = p.begin("s", 2);
+        let b = p.begin("s", 3);
+        p.observe(Some(("s", 4)), None); // a frame that is not published
+        assert_eq!(floor(&p), 1);
+        drop(b);
+        assert_eq!(floor(&p), 1);
+        drop(a);
+        assert_eq!(floor(&p), 4);
+        assert_eq!(p.snapshot().unwrap().resume_url.as_deref(), Some("ws://r"));
+    }
+
+    #[test]
+    fn a_new_session_forgets_the_old_one() {
+        let p = Progress::default();
+        let old = p.begin("old", 5);
+        p.observe(Some(("new", 1)), None);
+        drop(old);
+        let snap = p.snapshot().unwrap();
+        assert_eq!((snap.session_id.as_str(), snap.sequence), ("new", 1));
+        p.observe(None, None);
+        assert_eq!(p.snapshot(), None);
+        assert_eq!(p.take_changed(), Ok(None));
+        assert_eq!(p.take_changed(), Err(()));
+    }
+
+    #[test]
+    fn a_replayed_sequence_counts_twice() {
+        let p = Progress::new(Some(&Snapshot {
+            session_id: "s".into(),
+            sequence: 10,
+            resume_url: None,
+        }));
+        let first = p.begin("s", 11);
+        let replay = p.begin("s", 11);
+        drop(first);
+        assert_eq!(floor(&p), 10);
+        drop(replay);
+        assert_eq!(floor(&p), 11);
+    }
+}

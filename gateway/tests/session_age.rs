@@ -1,0 +1,57 @@
+//! A stored session older than SESSION_MAX_AGE is not resumed: the shard identifies
+//! fresh and the events Discord logged in the gap are skipped (and logged as such).
+
+mod common;
+
+use common::{Harness, assert_exactly_once, published_messages, sim_config, wait_stored};
+use shardline_discord_sim::SimEvent;
+use shardline_gateway::Config;
+use shardline_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_session_is_not_resumed() {
+    // 0 s: every stored session is too old.
+    let configure = |c: &mut Config| c.session_max_age_secs = 0;
+    let harness = Harness::start_with(sim_config(), NatsServer::start(), configure).await;
+    harness.sim.dispatch(0, "TYPING_START", "{}").await;
+    let (nats, sim) = harness.stop_when_delivered().await;
+
+    // Discord keeps logging on the old sessions while no gateway runs.
+    let gap = [
+        sim.dispatch(0, "TYPING_START", r#"{"gap":1}"#).await,
+        sim.dispatch(1, "TYPING_START", r#"{"gap":2}"#).await,
+    ];
+    let mut events = sim.events();
+    let mut config = Config::for_gateway(&sim.config().token, &sim.gateway_url(), 2, &nats.url());
+    config.max_concurrency = Some(16);
+    configure(&mut config);
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
+    let mut identified = 0;
+    while identified < 2 {
+        match events.recv().await.unwrap() {
+            SimEvent::Identified { .. } => identified += 1,
+            SimEvent::Resumed { shard, .. } => panic!("shard {shard} resumed an old session"),
+            _ => {}
+        }
+    }
+    sim.wait_ready(0).await;
+    sim.wait_ready(1).await;
+    sim.dispatch(1, "TYPING_START", r#"{"after":1}"#).await;
+    let gap_ids: Vec<String> = gap.iter().map(|s| s.msg_id()).collect();
+    let kept: Vec<_> = sim
+        .sent()
+        .into_iter()
+        .filter(|s| !gap_ids.contains(&s.msg_id()))
+        .collect();
+    let want = common::expected_subjects(&kept).len() as u64;
+    wait_stored(&nats, want).await;
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+
+    assert!(sim.resumes().is_empty());
+    assert_eq!(sim.identifies().len(), 4);
+    // Everything but the gap, exactly once; the gap is not there.
+    assert_exactly_once(&kept, &published_messages(&nats).await);
+}

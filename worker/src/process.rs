@@ -1,0 +1,195 @@
+//! One message: decode, run the handler with in-progress acks, then ack, nak, or
+//! dead-letter and term.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::deadletter::{self, DeadKind};
+use crate::handler::Dispatch;
+use crate::runtime::Settings;
+use crate::{Context, Outcome, metrics as m};
+
+/// How a handler run ended.
+enum Ran {
+    /// The handler returned.
+    Done(Outcome),
+    /// The handler panicked: treated as a retry.
+    Panicked(String),
+    /// Shutdown ran out of grace: the message goes back to the stream at once.
+    Abandoned,
+}
+
+/// What happens to the message, decided from how it ran and its delivery count.
+enum Verdict {
+    Ack,
+    Nak(Duration),
+    DeadLetter(DeadKind, String),
+}
+
+pub(crate) async fn process(
+    settings: &Settings,
+    js: &jetstream::Context,
+    message: jetstream::Message,
+    abandon: &CancellationToken,
+) {
+    let durable = settings.consumer.durable;
+    let cx = Context::new(&message, durable, js.clone());
+    let delivered = cx.delivered;
+    let subject = cx.subject.clone();
+
+    // More deliveries than allowed: the worker holding the last one died, or its nak
+    // was lost. Never run a message that may crash workers again; dead-letter it.
+    if delivered > settings.max_deliver {
+        let reason = format!(
+            "delivered {delivered} times, over the limit of {}: the last delivery was never answered (worker crash?)",
+            settings.max_deliver
+        );
+        finish(
+            settings,
+            js,
+            &message,
+            delivered,
+            Verdict::DeadLetter(DeadKind::MaxDeliveries, reason),
+        )
+        .await;
+        return;
+    }
+
+    let started = Instant::now();
+    let ran = match settings.handlers.dispatch(&message.payload, cx) {
+        Dispatch::Unrouted => {
+            tracing::debug!(consumer = durable, %subject, "no handler for subject; acking");
+            Ran::Done(Outcome::Success)
+        }
+        Dispatch::Undecodable(reason) => {
+            count(durable, "terminal", started);
+            let verdict = Verdict::DeadLetter(DeadKind::Undecodable, reason);
+            finish(settings, js, &message, delivered, verdict).await;
+            return;
+        }
+        Dispatch::Run(future) => run(settings, &message, future, abandon).await,
+    };
+
+    let last = delivered >= settings.max_deliver;
+    let verdict = match ran {
+        Ran::Abandoned => {
+            tracing::info!(consumer = durable, %subject, "shutdown: returning unfinished message");
+            if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!(consumer = durable, %error, "nak failed; redelivered after the ack wait");
+            }
+            return;
+        }
+        Ran::Done(Outcome::Success) => {
+            count(durable, "success", started);
+            Verdict::Ack
+        }
+        Ran::Done(Outcome::Terminal { reason }) => {
+            count(durable, "terminal", started);
+            Verdict::DeadLetter(DeadKind::Terminal, reason)
+        }
+        Ran::Done(Outcome::Retry { delay }) => {
+            count(durable, "retry", started);
+            if last {
+                let reason =
+                    format!("handler asked to retry on delivery {delivered}, the last allowed");
+                Verdict::DeadLetter(DeadKind::MaxDeliveries, reason)
+            } else {
+                Verdict::Nak(delay.unwrap_or_else(|| settings.retry.delay(delivered)))
+            }
+        }
+        Ran::Panicked(panic) => {
+            count(durable, "retry", started);
+            tracing::error!(consumer = durable, %subject, delivered, %panic, "handler panicked");
+            if last {
+                let reason =
+                    format!("handler panicked on delivery {delivered}, the last allowed: {panic}");
+                Verdict::DeadLetter(DeadKind::MaxDeliveries, reason)
+            } else {
+                Verdict::Nak(settings.retry.delay(delivered))
+            }
+        }
+    };
+    finish(settings, js, &message, delivered, verdict).await;
+}
+
+/// Runs the handler in its own task (a panic must not take the worker down), sending
+/// in-progress acks so a long handler is not redelivered while it still runs.
+async fn run(
+    settings: &Settings,
+    message: &jetstream::Message,
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>,
+    abandon: &CancellationToken,
+) -> Ran {
+    let mut handle = tokio::spawn(future);
+    let period = (settings.consumer.ack_wait / 3).max(Duration::from_millis(100));
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            joined = &mut handle => {
+                return match joined {
+                    Ok(outcome) => Ran::Done(outcome),
+                    Err(e) => Ran::Panicked(e.to_string()),
+                };
+            }
+            _ = progress.tick() => {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    tracing::warn!(consumer = settings.consumer.durable, %error, "in-progress ack failed");
+                }
+            }
+            () = abandon.cancelled() => {
+                handle.abort();
+                return Ran::Abandoned;
+            }
+        }
+    }
+}
+
+fn count(durable: &'static str, status: &'static str, started: Instant) {
+    metrics::histogram!(m::PROCESSING_DURATION, "consumer" => durable)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(m::MESSAGES_PROCESSED, "consumer" => durable, "status" => status)
+        .increment(1);
+}
+
+async fn finish(
+    settings: &Settings,
+    js: &jetstream::Context,
+    message: &jetstream::Message,
+    delivered: i64,
+    verdict: Verdict,
+) {
+    let durable = settings.consumer.durable;
+    let ack = match verdict {
+        Verdict::Ack => message.double_ack().await,
+        Verdict::Nak(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
+        Verdict::DeadLetter(kind, reason) => {
+            let (subject, headers) = deadletter::letter(message, durable, kind, &reason, delivered);
+            let stored = match js
+                .publish_with_headers(subject, headers, message.payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => {
+                    tracing::warn!(consumer = durable, subject = %message.subject, kind = kind.as_str(), reason, delivered, "dead-lettered");
+                    metrics::counter!(m::DEAD_LETTERS, "consumer" => durable, "reason" => kind.as_str())
+                        .increment(1);
+                    message.double_ack_with(AckKind::Term).await
+                }
+                Err(error) => {
+                    // Not stored as a dead letter: keep it in its stream and try again.
+                    let delay = settings.retry.delay(delivered);
+                    tracing::error!(consumer = durable, %error, ?delay, "dead-letter publish failed; message returned to its stream");
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+            }
+        }
+    };
+    if let Err(error) = ack {
+        tracing::warn!(consumer = durable, %error, "ack failed; JetStream will redeliver");
+    }
+}
