@@ -145,13 +145,16 @@ pub const INTERNAL: StreamSpec = StreamSpec {
     max_age: Duration::from_secs(60),
 };
 
+/// A week, the age of the on-disk streams.
+const WEEK: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// Long-lived eligibility records, on disk.
 pub const ELIGIBILITY: StreamSpec = StreamSpec {
     name: "ELIGIBILITY",
     subjects: &["eligibility.>"],
     storage: Storage::File,
     retention: Retention::Limits,
-    max_age: Duration::from_secs(7 * 24 * 60 * 60),
+    max_age: WEEK,
 };
 
 /// Messages a worker gave up on, with the reason (see `headers::DEAD_LETTER_*`), kept
@@ -161,7 +164,7 @@ pub const DEAD_LETTER: StreamSpec = StreamSpec {
     subjects: &["deadletter.>"],
     storage: Storage::File,
     retention: Retention::Limits,
-    max_age: Duration::from_secs(7 * 24 * 60 * 60),
+    max_age: WEEK,
 };
 
 /// Every stream, in reconciliation order.

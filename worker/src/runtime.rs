@@ -18,7 +18,7 @@ use crate::{Handlers, metrics as m};
 
 /// Delay before a message a handler asked to retry is redelivered, unless its
 /// consumer's [`RetryPolicy`] says otherwise.
-pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
+pub const DEFAULT_RETRY_DELAY: Duration = topology::DEFAULT_RETRY.initial;
 /// How long shutdown lets in-flight handlers finish before returning their messages.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long one pull request stays open; also the longest shutdown waits for it.

@@ -1,15 +1,16 @@
 //! Dead letters are listed and replayed, through the `shardline-deadletter` binary,
 //! back onto their original subject, where the worker handles them.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream;
 use serde::Deserialize;
 use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER, RetryPolicy};
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_testkit::{NatsServer, eventually};
 use shardline_worker::{Context, Handler, Handlers, Outcome, Worker, deadletter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,14 +64,7 @@ fn cli(nats: &NatsServer, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_dead_letters_return_to_their_subject_and_are_handled() {
-    init_tracing();
-    let nats = NatsServer::start();
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    let events = shardline_proto::topology::EVENTS;
-    shardline_jetstream::reconcile_stream(&js, &events, Default::default())
-        .await
-        .unwrap();
+    let (nats, client, js) = common::nats_with_events().await;
     let broken = Arc::new(AtomicBool::new(true));
     let (tx, mut handled) = mpsc::unbounded_channel();
     let handlers = Handlers::new().on("events.replay.>", Buggy(broken.clone(), tx));

@@ -1,11 +1,12 @@
 //! A handler that runs longer than the ack wait is kept alive by in-progress acks and
 //! is not redelivered while it runs.
 
+mod common;
+
 use std::time::Duration;
 
-use async_nats::jetstream;
 use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER};
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_testkit::eventually;
 use shardline_worker::{Context, Handler, Handlers, Outcome, Worker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,14 +34,7 @@ impl Handler for Slow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_longer_than_the_ack_wait_is_delivered_once() {
-    init_tracing();
-    let nats = NatsServer::start();
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    let events = shardline_proto::topology::EVENTS;
-    shardline_jetstream::reconcile_stream(&js, &events, Default::default())
-        .await
-        .unwrap();
+    let (_nats, client, js) = common::nats_with_events().await;
     let (tx, mut deliveries) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let handlers = Handlers::new().on("events.slow.>", Slow(tx));

@@ -1,13 +1,14 @@
 //! Every outcome and its ack kind, checked through the handler's deliveries, the
 //! consumer's state and the dead-letter stream on a real nats-server.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use serde::Deserialize;
-use shardline_jetstream::ReconcileOptions;
-use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER, EVENTS, RetryPolicy};
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER, RetryPolicy};
+use shardline_testkit::{NatsServer, eventually};
 use shardline_worker::deadletter::{self, DeadLetter};
 use shardline_worker::{Context, Handler, Handlers, Outcome, Worker};
 
@@ -68,13 +69,7 @@ struct Setup {
 }
 
 async fn setup(spec: &'static ConsumerSpec) -> Setup {
-    init_tracing();
-    let nats = NatsServer::start();
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    shardline_jetstream::reconcile_stream(&js, &EVENTS, ReconcileOptions::default())
-        .await
-        .unwrap();
+    let (nats, client, js) = common::nats_with_events().await;
     let (tx, deliveries) = mpsc::unbounded_channel();
     let handlers = Handlers::new().on("events.test.>", Scripted(tx));
     let shutdown = CancellationToken::new();

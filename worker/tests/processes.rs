@@ -4,6 +4,8 @@
 //! id of every message it handles to its own file before acking, so the parent can
 //! count what was processed, by whom, and how often.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use serde::Deserialize;
-use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER, EVENTS};
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER};
+use shardline_testkit::{NatsServer, eventually};
 use shardline_worker::{Context, Handler, Handlers, Outcome, Worker, cli};
 
 /// Two seconds to ack: a killed worker's messages come back quickly.
@@ -133,12 +135,7 @@ impl Drop for Proc {
 }
 
 async fn setup() -> (NatsServer, jetstream::Context, tempfile::TempDir) {
-    init_tracing();
-    let nats = NatsServer::start();
-    let js = jetstream::new(nats.client().await);
-    shardline_jetstream::reconcile_stream(&js, &EVENTS, Default::default())
-        .await
-        .unwrap();
+    let (nats, _, js) = common::nats_with_events().await;
     (nats, js, tempfile::tempdir().unwrap())
 }
 
