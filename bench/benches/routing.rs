@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
 use serde::de::DeserializeSeed;
 use shardline_bench::fixture;
-use shardline_gateway::{Frame, guild_facts, parse};
+use shardline_gateway::{Frame, parse, parse_with_serde};
 use twilight_model::gateway::event::GatewayEventDeserializer;
 
 fn frames(filter: impl Fn(&fixture::Event) -> bool) -> Vec<String> {
@@ -34,13 +34,19 @@ fn frames(filter: impl Fn(&fixture::Event) -> bool) -> Vec<String> {
         .collect()
 }
 
-/// What the gateway does per frame before building headers.
+/// What the gateway does per frame before building headers: one structural pass.
 fn route(frame: &str) -> (u64, Option<u64>, usize) {
     match parse(frame) {
-        Ok(Frame::Dispatch(d)) => {
-            let facts = guild_facts(&d.event, &frame[d.data.clone()]);
-            (d.sequence, facts.guild_id, d.data.len())
-        }
+        Ok(Frame::Dispatch(d)) => (d.sequence, d.facts.guild_id, d.data.len()),
+        _ => (0, None, 0),
+    }
+}
+
+/// The same read by serde_json alone (the gateway's fallback, and its code before
+/// issue 5): every byte of `d` validated, twice.
+fn route_serde(frame: &str) -> (u64, Option<u64>, usize) {
+    match parse_with_serde(frame) {
+        Ok(Frame::Dispatch(d)) => (d.sequence, d.facts.guild_id, d.data.len()),
         _ => (0, None, 0),
     }
 }
@@ -97,10 +103,17 @@ fn bench_set(c: &mut Criterion, name: &str, frames: &[String]) {
     let bytes: usize = frames.iter().map(String::len).sum();
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(bytes as u64));
-    group.bench_function("route (serde_json envelope + guild facts)", |b| {
+    group.bench_function("route (structural, one pass)", |b| {
         b.iter(|| {
             for f in frames {
                 black_box(route(black_box(f)));
+            }
+        });
+    });
+    group.bench_function("route by serde_json (envelope + guild facts)", |b| {
+        b.iter(|| {
+            for f in frames {
+                black_box(route_serde(black_box(f)));
             }
         });
     });

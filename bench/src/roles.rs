@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use shardline_proto::headers;
 use shardline_proto::payload::Interaction;
 use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, EVENT_WORKER};
-use shardline_worker::{Context as Meta, Handler, Handlers, Outcome, Worker};
+use shardline_worker::{Context as Meta, DecodeError, Handler, Handlers, Outcome, Worker};
 use tokio_util::sync::CancellationToken;
 use twilight_model::http::interaction::{InteractionResponse, InteractionResponseType};
 
@@ -125,6 +125,11 @@ struct NoOp(Probe);
 
 impl Handler for NoOp {
     type Payload = IgnoredAny;
+
+    /// A no-op handler reads no payload, as the baseline's drain reads none.
+    fn decode(_body: &[u8]) -> Result<IgnoredAny, DecodeError> {
+        Ok(IgnoredAny)
+    }
 
     async fn handle(&self, _payload: IgnoredAny, meta: &Meta) -> Outcome {
         self.0.hit(meta_nanos(meta));

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use shardline_bench::fixture;
-use shardline_gateway::{Frame, guild_facts, parse};
+use shardline_gateway::{Frame, parse, parse_with_serde};
 
 const ORDERS: [[usize; 4]; 6] = [
     [0, 1, 2, 3],
@@ -33,7 +33,9 @@ fn routing_read_ignores_field_order() {
         let want_guild = d[key].as_str().and_then(|g| g.parse::<u64>().ok());
         for order in ORDERS {
             let frame = format!("{{{}}}", order.map(|k| fields[k].as_str()).join(","));
-            let Ok(Frame::Dispatch(dispatch)) = parse(&frame) else {
+            let fast = parse(&frame);
+            assert_eq!(fast, parse_with_serde(&frame), "fast path = serde path");
+            let Ok(Frame::Dispatch(dispatch)) = fast else {
                 panic!("not a dispatch: {frame:.200}");
             };
             assert_eq!(dispatch.event, &*event.name);
@@ -43,8 +45,11 @@ fn routing_read_ignores_field_order() {
                 &*event.data,
                 "d byte for byte"
             );
-            let facts = guild_facts(&dispatch.event, &frame[dispatch.data]);
-            assert_eq!(facts.guild_id, want_guild, "{} in {order:?}", event.name);
+            assert_eq!(
+                dispatch.facts.guild_id, want_guild,
+                "{} in {order:?}",
+                event.name
+            );
         }
     }
 }
