@@ -2,23 +2,20 @@
 //! byte range of `d` and `d`'s top-level guild facts.
 //!
 //! Issue 5's profile put serde_json first in the gateway's CPU: it validated every
-//! byte of `d` twice (the envelope, then the guild facts). Here the envelope and `d`'s
-//! top level are walked key by key, and every nested value is skipped by
-//! [`skip_container`], which classifies 64 bytes at a time into bit masks (quotes,
-//! backslashes, brackets) and counts brackets outside strings with popcounts, in the
-//! manner of simdjson's stage 1 but in safe, portable code.
+//! byte of `d` twice (the envelope, then the guild facts). Here the envelope is walked
+//! key by key, and `d` in one pass over its structure ([`blocks`]: 64 bytes at a time
+//! as bit masks), looking only at the strings directly inside it for the guild facts.
 //!
 //! The grammar inside skipped values is not checked: `d` is published byte for byte,
 //! and a worker that cannot deserialize it dead-letters it as undecodable. Anything
-//! unusual where a routed value is read (an escaped key, a repeated key, a value of an
-//! unexpected type, trailing bytes) returns `None`, and the caller falls back to
-//! serde_json, which decides exactly as before.
+//! unusual where a routed value is read (an escaped envelope key, a repeated key, a
+//! value of an unexpected type, trailing bytes) returns `None`, and the caller falls
+//! back to serde_json, which decides exactly as before.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use memchr::memchr2;
-use wide::u8x16;
 
 /// `d`'s top-level `guild_id`, `id` and `unavailable`, as serde would read them into
 /// `Option<&str>`, `Option<&str>` and `Option<bool>`.
@@ -76,21 +73,36 @@ pub(crate) fn envelope(frame: &str) -> Option<Envelope<'_>> {
     })
 }
 
-/// Walks the payload object at `frame[i]`, keeping its top-level guild facts; returns
-/// the index after it.
+/// Walks the payload object at `frame[i]` to its end in one pass over its structure,
+/// keeping its top-level guild facts; returns the index after it.
+///
+/// Keys are matched byte for byte: a key spelled with escapes (`"guild\u005fid"`,
+/// which Discord's encoder never writes) is not recognised.
 fn payload_facts<'a>(frame: &'a str, i: usize, facts: &mut RawFacts<'a>) -> Option<usize> {
     let b = frame.as_bytes();
     let (mut guild_id, mut id, mut unavailable) = (None, None, None);
-    let end = object(b, i, |key, i| {
-        let end = skip_value(b, i)?;
-        let value = &frame[i..end];
-        match key {
-            b"guild_id" => set(&mut guild_id, nullable(value, plain_string))?,
-            b"id" => set(&mut id, nullable(value, plain_string))?,
-            b"unavailable" => set(&mut unavailable, nullable(value, boolean))?,
-            _ => {}
+    let end = blocks::top_level_strings(b, i, |quote| {
+        let rest = &b[quote + 1..];
+        let key_len = if rest.starts_with(b"guild_id\"") {
+            8
+        } else if rest.starts_with(b"id\"") {
+            2
+        } else if rest.starts_with(b"unavailable\"") {
+            11
+        } else {
+            return Some(());
+        };
+        let colon = skip_ws(b, quote + key_len + 2);
+        if b.get(colon) != Some(&b':') {
+            return Some(()); // A string value that happens to read "id".
         }
-        Some(end)
+        let start = skip_ws(b, colon + 1);
+        let value = &frame[start..skip_value(b, start)?];
+        match key_len {
+            8 => set(&mut guild_id, nullable(value, plain_string)),
+            2 => set(&mut id, nullable(value, plain_string)),
+            _ => set(&mut unavailable, nullable(value, boolean)),
+        }
     })?;
     *facts = RawFacts {
         guild_id: guild_id.flatten(),
@@ -205,7 +217,7 @@ fn string_end(b: &[u8], mut j: usize) -> Option<usize> {
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => string_end(b, i + 1).map(|end| end + 1),
-        b'{' | b'[' => skip_container(b, i),
+        b'{' | b'[' => blocks::skip_container(b, i),
         _ => {
             let len = b[i..]
                 .iter()
@@ -216,121 +228,6 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-const BLOCK: usize = 64;
-
-/// Bit masks of one block: bit `k` is set where byte `k` is that character.
-struct Masks {
-    quote: u64,
-    backslash: u64,
-    open: u64,
-    close: u64,
-}
-
-/// Classifies up to 64 bytes, 16 at a time with the `wide` crate's portable SIMD
-/// (SSE2 on x86-64, NEON on aarch64: a compare and a move-mask per class). A plain
-/// byte loop measured 0.2-0.4 GB/s here, `wide` 3.5-5.4 GB/s.
-fn classify(block: &[u8]) -> Masks {
-    let mut m = Masks {
-        quote: 0,
-        backslash: 0,
-        open: 0,
-        close: 0,
-    };
-    let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
-    // `[` | 0x20 is `{` and `]` | 0x20 is `}`; no other byte maps onto them.
-    let (open, close, lower) = (u8x16::splat(b'{'), u8x16::splat(b'}'), u8x16::splat(0x20));
-    for (i, chunk) in block.chunks(16).enumerate() {
-        let v = u8x16::from(<[u8; 16]>::try_from(chunk).unwrap_or_else(|_| {
-            let mut lanes = [b' '; 16];
-            lanes[..chunk.len()].copy_from_slice(chunk);
-            lanes
-        }));
-        let folded = v | lower;
-        let shift = i * 16;
-        let bits = |x: u8x16| u64::from(x.to_bitmask()) << shift;
-        m.quote |= bits(v.simd_eq(quote));
-        m.backslash |= bits(v.simd_eq(backslash));
-        m.open |= bits(folded.simd_eq(open));
-        m.close |= bits(folded.simd_eq(close));
-    }
-    m
-}
-
-/// Characters escaped by a backslash in this block; `carry` says the block starts
-/// with an escaped character and is set when the next one does.
-fn escaped(mut backslash: u64, carry: &mut bool) -> u64 {
-    let mut escaped = 0;
-    if std::mem::take(carry) {
-        escaped |= 1;
-        backslash &= !1;
-    }
-    while backslash != 0 {
-        let k = backslash.trailing_zeros();
-        backslash &= backslash - 1;
-        if k == 63 {
-            *carry = true;
-        } else {
-            escaped |= 1 << (k + 1);
-            backslash &= !(1 << (k + 1));
-        }
-    }
-    escaped
-}
-
-/// Bit `k` is the parity of the bits at `0..=k`: with quote bits, the bytes inside a
-/// string (its opening quote included, the closing one not).
-fn prefix_xor(mut x: u64) -> u64 {
-    x ^= x << 1;
-    x ^= x << 2;
-    x ^= x << 4;
-    x ^= x << 8;
-    x ^= x << 16;
-    x ^= x << 32;
-    x
-}
-
-/// The index just after the object or array opening at `b[i]`, found by counting
-/// brackets outside strings, 64 bytes at a time. `None` if it never closes.
-pub(crate) fn skip_container(b: &[u8], i: usize) -> Option<usize> {
-    let mut depth: u32 = 0;
-    let mut in_string = 0u64; // all ones while a string runs across blocks
-    let mut carry = false;
-    let mut at = i;
-    while at < b.len() {
-        let block = &b[at..(at + BLOCK).min(b.len())];
-        let m = classify(block);
-        let quote = if m.backslash == 0 && !carry {
-            m.quote
-        } else {
-            m.quote & !escaped(m.backslash, &mut carry)
-        };
-        let strings = prefix_xor(quote) ^ in_string;
-        in_string = 0u64.wrapping_sub(strings >> 63);
-        let (open, close) = (m.open & !strings, m.close & !strings);
-        let closes = close.count_ones();
-        if depth > closes {
-            // Cannot reach zero in this block, whatever the order.
-            depth += open.count_ones();
-            depth -= closes;
-        } else {
-            let mut brackets = open | close;
-            while brackets != 0 {
-                let k = brackets.trailing_zeros();
-                brackets &= brackets - 1;
-                if open >> k & 1 == 1 {
-                    depth += 1;
-                } else {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(at + k as usize + 1);
-                    }
-                }
-            }
-        }
-        at += BLOCK;
-    }
-    None
-}
-
+mod blocks;
 #[cfg(test)]
 mod tests;
