@@ -11,6 +11,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::scan;
+
 /// Why a frame could not be routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameErrorKind {
@@ -45,6 +47,8 @@ pub struct Dispatch<'a> {
     pub sequence: u64,
     /// Byte range of `d` in the frame.
     pub data: Range<usize>,
+    /// The guild `d` belongs to, read in the same pass.
+    pub facts: GuildFacts,
 }
 
 /// A routed view of one frame.
@@ -67,12 +71,39 @@ struct RawFrame<'a> {
     d: Option<&'a RawValue>,
 }
 
-/// Parses a frame's envelope.
+/// Parses a frame's envelope and the guild facts of its payload, in one pass over the
+/// usual frame (see `scan`), with serde_json deciding anything unusual.
 ///
 /// # Errors
 ///
 /// The [`FrameErrorKind`] says which part is missing or broken.
 pub fn parse(frame: &str) -> Result<Frame<'_>, FrameErrorKind> {
+    let Some(raw) = scan::envelope(frame) else {
+        return parse_with_serde(frame);
+    };
+    if raw.op != 0 {
+        return Ok(Frame::Control(raw.op));
+    }
+    let event = raw.t.ok_or(FrameErrorKind::MissingEventName)?;
+    let sequence = raw.s.ok_or(FrameErrorKind::MissingSequence)?;
+    let data = raw.d.ok_or(FrameErrorKind::MissingData)?;
+    let f = raw.facts;
+    let facts = facts(&event, f.guild_id, f.id, f.unavailable);
+    Ok(Frame::Dispatch(Dispatch {
+        event,
+        sequence,
+        data,
+        facts,
+    }))
+}
+
+/// [`parse`] by serde_json alone, which checks every byte: the reference the fast
+/// path is tested against, and its fallback.
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_with_serde(frame: &str) -> Result<Frame<'_>, FrameErrorKind> {
     let raw: RawFrame<'_> = serde_json::from_str(frame).map_err(|_| FrameErrorKind::Malformed)?;
     if raw.op != 0 {
         return Ok(Frame::Control(raw.op));
@@ -80,12 +111,14 @@ pub fn parse(frame: &str) -> Result<Frame<'_>, FrameErrorKind> {
     let event = raw.t.ok_or(FrameErrorKind::MissingEventName)?;
     let sequence = raw.s.ok_or(FrameErrorKind::MissingSequence)?;
     let data = raw.d.ok_or(FrameErrorKind::MissingData)?.get();
+    let facts = guild_facts(&event, data);
     // `data` borrows from `frame`, so its offset is the distance between the pointers.
     let start = data.as_ptr() as usize - frame.as_ptr() as usize;
     Ok(Frame::Dispatch(Dispatch {
         event,
         sequence,
         data: start..start + data.len(),
+        facts,
     }))
 }
 
@@ -119,14 +152,28 @@ pub fn guild_facts(event: &str, data: &str) -> GuildFacts {
     let Ok(raw) = serde_json::from_str::<RawGuildFacts<'_>>(data) else {
         return GuildFacts::default();
     };
+    facts(
+        event,
+        raw.guild_id.as_deref(),
+        raw.id.as_deref(),
+        raw.unavailable,
+    )
+}
+
+fn facts(
+    event: &str,
+    guild_id: Option<&str>,
+    id: Option<&str>,
+    unavailable: Option<bool>,
+) -> GuildFacts {
     let id = if payload_is_guild(event) {
-        raw.id
+        id
     } else {
-        raw.guild_id
+        guild_id
     };
     GuildFacts {
         guild_id: id.and_then(|id| id.parse().ok()),
-        unavailable: raw.unavailable.unwrap_or(false),
+        unavailable: unavailable.unwrap_or(false),
     }
 }
 
@@ -158,7 +205,9 @@ mod tests {
     use super::*;
 
     fn dispatch(frame: &str) -> (String, u64, &str) {
-        match parse(frame).unwrap() {
+        let fast = parse(frame).unwrap();
+        assert_eq!(fast, parse_with_serde(frame).unwrap(), "{frame}");
+        match fast {
             Frame::Dispatch(d) => (d.event.into_owned(), d.sequence, &frame[d.data]),
             Frame::Control(op) => panic!("control {op}"),
         }

@@ -15,13 +15,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use shardline_proto::{encoding, headers};
+use shardline_proto::encoding;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -176,7 +175,7 @@ impl Publisher {
             Ok(encoded) if encoded.len() + HEADER_ROOM <= self.max_payload => {
                 tracing::debug!(subject = %message.subject, original, compressed = encoded.len(), "payload over max_payload; sent zstd-compressed");
                 message.payload = Bytes::from(encoded);
-                message.headers.insert(headers::ENCODING, encoding::ZSTD);
+                message.headers.encoding = Some(encoding::ZSTD);
                 metrics::counter!(m::PAYLOADS_COMPRESSED).increment(1);
                 true
             }
@@ -249,10 +248,13 @@ fn acked(message: &Outgoing, started: Instant, duplicate: bool) {
 }
 
 async fn send(js: &Context, message: &Outgoing) -> Result<PublishAckFuture, PublishErrorKind> {
-    let headers: HeaderMap = message.headers.clone();
-    js.publish_with_headers(message.subject.clone(), headers, message.payload.clone())
-        .await
-        .map_err(|e| e.kind())
+    js.publish_with_headers(
+        message.subject.clone(),
+        message.header_map(),
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|e| e.kind())
 }
 
 fn count_error(kind: PublishErrorKind) {

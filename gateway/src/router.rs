@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use shardline_proto::{GuildTracker, Route, headers, route, topology};
 
@@ -15,14 +15,54 @@ pub struct Outgoing {
     pub subject: String,
     /// The stream that captures `subject` (for metrics).
     pub stream: &'static str,
-    /// Shardline's headers.
-    pub headers: HeaderMap,
+    /// Shardline's headers, as values (see [`Outgoing::header_map`]).
+    pub headers: Headers,
     /// `d`, byte for byte.
     pub payload: Bytes,
     /// The dispatch name.
     pub event: String,
     /// The dispatch's sequence number in its session (`s`).
     pub sequence: u64,
+}
+
+/// The values of a message's headers. The map is built for each publish attempt by
+/// [`Outgoing::header_map`]: building one costs less than cloning one, and a retry
+/// needs its own (issue 5's profile: cloning maps was a fifth of the gateway's CPU).
+#[derive(Clone, Debug)]
+pub struct Headers {
+    /// `Nats-Msg-Id`: `<session>:<sequence>`.
+    pub msg_id: String,
+    /// `Discord-Shard-Id`.
+    pub shard_id: u32,
+    /// `Discord-Guild-Id`, when the payload has a guild.
+    pub guild_id: Option<u64>,
+    /// `Shardline-Received-At`, nanoseconds since the Unix epoch.
+    pub received_at_nanos: u128,
+    /// `Shardline-Encoding`, when the payload is compressed.
+    pub encoding: Option<&'static str>,
+}
+
+impl Outgoing {
+    /// The message's NATS headers.
+    pub fn header_map(&self) -> HeaderMap {
+        let h = &self.headers;
+        let mut map = HeaderMap::new();
+        let mut put = |name: &'static str, value: String| {
+            map.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        };
+        put(headers::MSG_ID, h.msg_id.clone());
+        put(headers::EVENT_TYPE, self.event.clone());
+        put(headers::SHARD_ID, h.shard_id.to_string());
+        put(headers::SEQUENCE, self.sequence.to_string());
+        if let Some(guild) = h.guild_id {
+            put(headers::GUILD_ID, guild.to_string());
+        }
+        put(headers::RECEIVED_AT, h.received_at_nanos.to_string());
+        if let Some(encoding) = h.encoding {
+            put(headers::ENCODING, encoding.to_owned());
+        }
+        map
+    }
 }
 
 /// What one frame turned into.
@@ -50,7 +90,6 @@ pub enum Rejected {
 #[derive(Debug)]
 pub struct ShardRouter {
     shard_id: u32,
-    shard_id_text: String,
     guilds: GuildTracker,
 }
 
@@ -59,7 +98,6 @@ impl ShardRouter {
     pub fn new(shard_id: u32) -> Self {
         Self {
             shard_id,
-            shard_id_text: shard_id.to_string(),
             guilds: GuildTracker::new(),
         }
     }
@@ -81,15 +119,13 @@ impl ShardRouter {
         session_id: Option<&str>,
         received_at: SystemTime,
     ) -> Result<Routed, Rejected> {
-        let (event, sequence, data) = match frame::parse(&text).map_err(Rejected::Frame)? {
+        let (event, sequence, data, facts) = match frame::parse(&text).map_err(Rejected::Frame)? {
             Frame::Control(_) => return Ok(Routed::Control),
-            Frame::Dispatch(d) => (d.event.into_owned(), d.sequence, d.data),
+            Frame::Dispatch(d) => (d.event.into_owned(), d.sequence, d.data, d.facts),
         };
-        let payload_text = &text[data.clone()];
         if event == "READY" {
-            self.guilds.ready(frame::ready_guilds(payload_text));
+            self.guilds.ready(frame::ready_guilds(&text[data.clone()]));
         }
-        let facts = frame::guild_facts(&event, payload_text);
         let transition = match (event.as_str(), facts.guild_id) {
             ("GUILD_CREATE", Some(id)) => Some(self.guilds.guild_create(id)),
             ("GUILD_DELETE", Some(id)) => Some(self.guilds.guild_delete(id, facts.unavailable)),
@@ -103,28 +139,22 @@ impl ShardRouter {
         let session_id = session_id.ok_or(Rejected::NoSession)?;
         let stream = topology::stream_for_subject(&subject).map_or("none", |s| s.name);
 
-        let mut map = HeaderMap::new();
-        map.insert(
-            headers::MSG_ID,
-            headers::msg_id(session_id, sequence).as_str(),
-        );
-        map.insert(headers::EVENT_TYPE, event.as_str());
-        map.insert(headers::SHARD_ID, self.shard_id_text.as_str());
-        map.insert(headers::SEQUENCE, sequence.to_string().as_str());
-        if let Some(guild) = facts.guild_id {
-            map.insert(headers::GUILD_ID, guild.to_string().as_str());
-        }
-        let nanos = received_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        map.insert(headers::RECEIVED_AT, nanos.to_string().as_str());
+        let headers = Headers {
+            msg_id: headers::msg_id(session_id, sequence),
+            shard_id: self.shard_id,
+            guild_id: facts.guild_id,
+            received_at_nanos: received_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            encoding: None,
+        };
 
         // Zero-copy: the payload is a slice of the frame's own buffer.
         let payload = Bytes::from(text).slice(data);
         Ok(Routed::Publish(Outgoing {
             subject,
             stream,
-            headers: map,
+            headers,
             payload,
             event,
             sequence,
@@ -146,8 +176,8 @@ mod tests {
         }
     }
 
-    fn header<'a>(out: &'a Outgoing, name: &str) -> Option<&'a str> {
-        out.headers.get(name).map(|v| v.as_str())
+    fn header(out: &Outgoing, name: &str) -> Option<String> {
+        out.header_map().get(name).map(|v| v.as_str().to_owned())
     }
 
     #[test]
@@ -160,12 +190,15 @@ mod tests {
         assert_eq!(out.subject, "events.message.create");
         assert_eq!(out.stream, "EVENTS");
         assert_eq!(&out.payload[..], br#"{"guild_id":"77","x":1}"#);
-        assert_eq!(header(&out, "Nats-Msg-Id"), Some("sess:9"));
-        assert_eq!(header(&out, "Discord-Event-Type"), Some("MESSAGE_CREATE"));
-        assert_eq!(header(&out, "Discord-Shard-Id"), Some("3"));
-        assert_eq!(header(&out, "Discord-Sequence"), Some("9"));
-        assert_eq!(header(&out, "Discord-Guild-Id"), Some("77"));
-        assert_eq!(header(&out, "Shardline-Received-At"), Some("0"));
+        assert_eq!(header(&out, "Nats-Msg-Id").as_deref(), Some("sess:9"));
+        assert_eq!(
+            header(&out, "Discord-Event-Type").as_deref(),
+            Some("MESSAGE_CREATE")
+        );
+        assert_eq!(header(&out, "Discord-Shard-Id").as_deref(), Some("3"));
+        assert_eq!(header(&out, "Discord-Sequence").as_deref(), Some("9"));
+        assert_eq!(header(&out, "Discord-Guild-Id").as_deref(), Some("77"));
+        assert_eq!(header(&out, "Shardline-Received-At").as_deref(), Some("0"));
     }
 
     #[test]
@@ -176,6 +209,7 @@ mod tests {
             r#"{"op":0,"s":2,"t":"USER_UPDATE","d":{"id":"1"}}"#,
         );
         assert_eq!(header(&out, "Discord-Guild-Id"), None);
+        assert_eq!(header(&out, "Shardline-Encoding"), None);
     }
 
     #[test]

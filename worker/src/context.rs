@@ -1,5 +1,6 @@
 //! What a handler knows about its message besides the payload, and how it publishes.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
@@ -14,8 +15,9 @@ use shardline_proto::headers;
 pub struct Context {
     /// The subject it was published on.
     pub subject: String,
-    /// Its headers (see `shardline_proto::headers`).
-    pub headers: HeaderMap,
+    /// Its headers (see `shardline_proto::headers`), shared with the runtime, which
+    /// copies them onto a dead letter.
+    pub headers: Arc<HeaderMap>,
     /// How many times it has been delivered, this one included (1 on first delivery).
     pub delivered: i64,
     /// Its sequence in the stream.
@@ -28,6 +30,7 @@ pub struct Context {
 impl Context {
     pub(crate) fn new(
         message: &jetstream::Message,
+        headers: Arc<HeaderMap>,
         consumer: &'static str,
         js: jetstream::Context,
     ) -> Self {
@@ -37,7 +40,7 @@ impl Context {
             .unwrap_or((1, 0));
         Self {
             subject: message.subject.to_string(),
-            headers: message.headers.clone().unwrap_or_default(),
+            headers,
             delivered,
             stream_sequence,
             consumer,

@@ -43,6 +43,7 @@ const MAX_REASON: usize = 1024;
 /// attempt (a retried publish, another worker process) is dropped as a duplicate.
 pub(crate) fn letter(
     message: &jetstream::Message,
+    original: &HeaderMap,
     consumer: &str,
     kind: DeadKind,
     reason: &str,
@@ -53,15 +54,13 @@ pub(crate) fn letter(
         .map(|i| (i.stream.to_owned(), i.stream_sequence))
         .unwrap_or_default();
     let mut out = HeaderMap::new();
-    if let Some(original) = &message.headers {
-        for (name, values) in original.iter() {
-            let name: &str = name.as_ref();
-            for value in values {
-                if name == headers::MSG_ID {
-                    out.insert(headers::DEAD_LETTER_MSG_ID, value.as_str());
-                } else {
-                    out.append(name, value.as_str());
-                }
+    for (name, values) in original.iter() {
+        let name: &str = name.as_ref();
+        for value in values {
+            if name == headers::MSG_ID {
+                out.insert(headers::DEAD_LETTER_MSG_ID, value.as_str());
+            } else {
+                out.append(name, value.as_str());
             }
         }
     }

@@ -32,9 +32,24 @@ pub trait Handler: Send + Sync + 'static {
     /// The payload type, deserialized from the message body (JSON).
     type Payload: DeserializeOwned + Send + 'static;
 
+    /// Decodes the message body (after any transport encoding is undone) into the
+    /// payload. The default is serde_json. Override it to decode another way, or not
+    /// at all for a handler that needs only the headers: a failure dead-letters the
+    /// message as undecodable.
+    ///
+    /// # Errors
+    ///
+    /// The body is not a [`Self::Payload`].
+    fn decode(body: &[u8]) -> Result<Self::Payload, DecodeError> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
     /// Handles one message.
     fn handle(&self, payload: Self::Payload, cx: &Context) -> impl Future<Output = Outcome> + Send;
 }
+
+/// Why a body could not be decoded (the reason recorded on its dead letter).
+pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -65,7 +80,7 @@ impl<H: Handler> Erased for Typed<H> {
                 return Dispatch::Undecodable(format!("payload on {} is corrupt: {e}", cx.subject));
             }
         };
-        match serde_json::from_slice::<H::Payload>(&payload) {
+        match H::decode(&payload) {
             Ok(payload) => {
                 Dispatch::Run(Box::pin(async move { self.0.handle(payload, &cx).await }))
             }

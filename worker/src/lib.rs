@@ -14,6 +14,6 @@ mod runtime;
 pub mod store;
 
 pub use context::Context;
-pub use handler::{Handler, Handlers};
+pub use handler::{DecodeError, Handler, Handlers};
 pub use outcome::Outcome;
 pub use runtime::{DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, Error, Worker};

@@ -1,0 +1,163 @@
+//! Runs the chosen scenarios and prints the report (Markdown on stdout, progress
+//! on stderr).
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cli::{BenchArgs, Scenario};
+use crate::env::Env;
+use crate::load::{self, LatencyRun, StormRun};
+use crate::{compression, fixture, throughput};
+
+/// Runs the benchmark described by `args` (already [`BenchArgs::effective`]).
+///
+/// # Errors
+///
+/// If any scenario fails.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mix = fixture::load();
+    let mut out = header(&args, &mix);
+    eprintln!("{out}");
+    let env = Env::start(args.shards, args.max_inflight).await?;
+    let mut json = json!({"compression": compression(), "quick": args.quick});
+
+    if args.only.contains(&Scenario::Throughput) {
+        eprintln!("throughput: {} runs of {} events", args.runs, args.events);
+        let runs = throughput::measure(&env, &mix, args.events, args.runs).await?;
+        out.push_str(&throughput::summarize(&runs, compression()));
+        json["throughput"] = serde_json::to_value(&runs)?;
+    }
+    if args.only.contains(&Scenario::Latency) {
+        eprintln!("latency at {:?} events/s", args.rates);
+        let runs = load::latency(&env, &mix, &args.rates, args.latency_seconds).await?;
+        out.push_str(&latency_table(&runs));
+        json["latency"] = serde_json::to_value(&runs)?;
+    }
+    if args.only.contains(&Scenario::Storm) {
+        eprintln!("storm at {} events/s", args.steady_rate * 10);
+        let runs = load::storm(&env, &mix, args.steady_rate, 2.0, args.storm_seconds).await?;
+        out.push_str(&storm_table(&runs, args.storm_seconds));
+        json["storm"] = serde_json::to_value(&runs)?;
+    }
+    if args.only.contains(&Scenario::Interaction) {
+        eprintln!("interaction deadline at {} events/s", args.interaction_rate);
+        let run =
+            load::interaction(&env, &mix, args.interaction_rate, args.interaction_seconds).await?;
+        let _ = writeln!(
+            out,
+            "\n### Interaction deadline at {} events/s ({} interactions, {} deferred)\n\n\
+             gateway read -> deferred response at the simulator: p50 {:.2} ms, p99 {:.2} ms, \
+             p99.9 {:.2} ms, max {:.2} ms (goal p99 < 50 ms)",
+            run.rate,
+            run.interactions,
+            run.deferred,
+            run.latency.p50_us / 1e3,
+            run.latency.p99_us / 1e3,
+            run.latency.p999_us / 1e3,
+            run.latency.max_us / 1e3,
+        );
+        json["interaction"] = serde_json::to_value(&run)?;
+    }
+    println!("{out}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    drop(env);
+    Ok(())
+}
+
+fn header(args: &BenchArgs, mix: &[fixture::Event]) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "## shardline-bench{}\n\n\
+         commit {commit}, transport compression {}, {cores} cores ({cpu}), load average at start {}\
+         shards {}, in-flight cap {}, mix: {}\n\n",
+        if args.quick {
+            " --quick (numbers mean nothing)"
+        } else {
+            ""
+        },
+        compression(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+            + ", ",
+        args.shards,
+        args.max_inflight,
+        fixture::describe(mix),
+    )
+}
+
+fn latency_table(runs: &[LatencyRun]) -> String {
+    let mut out = String::from(
+        "\n### End-to-end latency, open loop, corrected for coordinated omission\n\n\
+         R: gateway frame read -> worker handler start; B: baseline read -> drain has the message.\n\n\
+         | rate/s | system | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in runs {
+        let l = &r.latency;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            r.rate,
+            r.system,
+            l.count,
+            l.p50_us / 1e3,
+            l.p99_us / 1e3,
+            l.p999_us / 1e3,
+            l.max_us / 1e3
+        );
+    }
+    for pair in runs.chunks(2) {
+        if let [b, r] = pair {
+            let _ = writeln!(
+                out,
+                "\nat {}/s: R p99 - B p99 = {:+.3} ms (goal <= +0.5 ms)",
+                r.rate,
+                (r.latency.p99_us - b.latency.p99_us) / 1e3
+            );
+        }
+    }
+    out
+}
+
+fn storm_table(runs: &[StormRun], seconds: f64) -> String {
+    let mut out = format!(
+        "\n### Storm: {seconds} s of GUILD_MEMBER_UPDATE at 10x the steady rate\n\n\
+         | system | events | offered/s | achieved/s | drain after storm s | ingress peak RSS MiB | consumer peak RSS MiB | p99 ms |\n\
+         |---|---|---|---|---|---|---|---|\n"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            r.system,
+            r.events,
+            r.offered_rate,
+            r.achieved_rate,
+            r.drain_secs,
+            r.ingress_peak_mib,
+            r.consumer_peak_mib,
+            r.latency.p99_us / 1e3
+        );
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! The child processes' roles: Shardline's gateway and workers (R) and the
+//! baseline's no-op drain (B).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures_util::StreamExt;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use shardline_proto::headers;
+use shardline_proto::payload::Interaction;
+use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, EVENT_WORKER};
+use shardline_worker::{Context as Meta, DecodeError, Handler, Handlers, Outcome, Worker};
+use tokio_util::sync::CancellationToken;
+use twilight_model::http::interaction::{InteractionResponse, InteractionResponseType};
+
+use crate::child;
+use crate::stats::{Latency, Recorder};
+
+/// The gateway's settings in the benchmark.
+#[derive(Clone, Debug)]
+pub struct GatewayArgs {
+    /// Bot token.
+    pub token: String,
+    /// Simulator URL.
+    pub gateway_url: String,
+    /// Shards (all run in this process).
+    pub shard_total: u32,
+    /// NATS server URL.
+    pub nats_url: String,
+    /// Cap on unacknowledged publishes.
+    pub max_inflight: usize,
+}
+
+/// Runs Shardline's gateway (the library's `run`) until stdin closes.
+///
+/// # Errors
+///
+/// If the gateway fails.
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let mut config = shardline_gateway::Config::for_gateway(
+        &args.token,
+        &args.gateway_url,
+        args.shard_total,
+        &args.nats_url,
+    );
+    config.max_concurrency = Some(u16::try_from(args.shard_total).unwrap_or(u16::MAX));
+    config.max_inflight = args.max_inflight;
+    // Every round starts fresh sessions, as the baseline does: no resume of the
+    // previous round's stored session.
+    config.session_max_age_secs = 0;
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
+    child::serve_until_stdin_closes(|_| {}).await;
+    shutdown.cancel();
+    gateway.await??;
+    child::report(&serde_json::json!({}));
+    Ok(())
+}
+
+/// What a consumer process reports.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ConsumerReport {
+    /// Messages handled since `start`.
+    pub handled: u64,
+    /// Shardline-Received-At -> handler start (or message in hand, for B).
+    pub latency: Latency,
+}
+
+/// Settings of a consumer process.
+#[derive(Clone, Debug)]
+pub struct ConsumerArgs {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// Open-loop arrival interval for coordinated-omission correction (0 = none).
+    pub interval: Duration,
+    /// Defer every interaction through this Discord REST base (`127.0.0.1:PORT`).
+    pub defer_via: Option<String>,
+}
+
+#[derive(Clone)]
+struct Probe {
+    latency: Recorder,
+    handled: Arc<AtomicU64>,
+}
+
+impl Probe {
+    fn new(interval: Duration) -> Self {
+        Self {
+            latency: Recorder::new(interval),
+            handled: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn hit(&self, received_at_nanos: Option<u64>) {
+        if let Some(at) = received_at_nanos {
+            self.latency.record_since_unix_nanos(at);
+        }
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn restart(&self) {
+        self.latency.reset();
+        self.handled.store(0, Ordering::Relaxed);
+    }
+
+    fn report(&self) -> ConsumerReport {
+        let handled = self.handled.load(Ordering::Relaxed);
+        ConsumerReport {
+            handled,
+            latency: self.latency.summary(handled),
+        }
+    }
+}
+
+fn meta_nanos(meta: &Meta) -> Option<u64> {
+    let at = meta.received_at()?.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(at.as_nanos()).ok()
+}
+
+/// A handler that does nothing but note when it started.
+struct NoOp(Probe);
+
+impl Handler for NoOp {
+    type Payload = IgnoredAny;
+
+    /// A no-op handler reads no payload, as the baseline's drain reads none.
+    fn decode(_body: &[u8]) -> Result<IgnoredAny, DecodeError> {
+        Ok(IgnoredAny)
+    }
+
+    async fn handle(&self, _payload: IgnoredAny, meta: &Meta) -> Outcome {
+        self.0.hit(meta_nanos(meta));
+        Outcome::Success
+    }
+}
+
+/// Defers every interaction (type 5), the first thing a real command handler does.
+struct Defer {
+    probe: Probe,
+    http: Arc<twilight_http::Client>,
+}
+
+impl Handler for Defer {
+    type Payload = Interaction;
+
+    async fn handle(&self, interaction: Interaction, meta: &Meta) -> Outcome {
+        self.probe.hit(meta_nanos(meta));
+        let response = InteractionResponse {
+            kind: InteractionResponseType::DeferredChannelMessageWithSource,
+            data: None,
+        };
+        let sent = self
+            .http
+            .interaction(interaction.application_id)
+            .create_response(interaction.id, &interaction.token, &response)
+            .await;
+        match sent {
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::terminal(format!("defer failed: {e}")),
+        }
+    }
+}
+
+/// Runs Shardline's workers (event-worker and command-worker consumers) with no-op
+/// handlers until stdin closes. A `start` line restarts the measurement.
+///
+/// # Errors
+///
+/// If NATS cannot be reached or a worker fails.
+pub async fn worker(args: ConsumerArgs) -> anyhow::Result<()> {
+    let probe = Probe::new(args.interval);
+    let client = async_nats::connect(&args.nats_url).await?;
+    let shutdown = CancellationToken::new();
+    let events = Handlers::new().on("events.>", NoOp(probe.clone()));
+    let commands = match &args.defer_via {
+        Some(base) => {
+            let http = twilight_http::Client::builder()
+                .token("Bot sim-token".to_owned())
+                .proxy(base.clone(), true)
+                .build();
+            Handlers::new().on(
+                "commands.>",
+                Defer {
+                    probe: probe.clone(),
+                    http: Arc::new(http),
+                },
+            )
+        }
+        None => Handlers::new().on("commands.>", NoOp(probe.clone())),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(Worker::new(&EVENT_WORKER, events).run(client.clone(), shutdown.clone()));
+    tasks.spawn(Worker::new(&COMMAND_WORKER, commands).run(client.clone(), shutdown.clone()));
+    child::serve_until_stdin_closes(|line| {
+        if line == "start" {
+            probe.restart();
+        }
+    })
+    .await;
+    let report = probe.report();
+    shutdown.cancel();
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    child::report(&report);
+    Ok(())
+}
+
+/// Baseline B's consumer: pulls from the same durable consumers and acks each
+/// message as it arrives, doing nothing else. A `start` line restarts the measurement.
+///
+/// # Errors
+///
+/// If NATS cannot be reached or a consumer is missing.
+pub async fn drain(args: ConsumerArgs) -> anyhow::Result<()> {
+    let probe = Probe::new(args.interval);
+    let client = async_nats::connect(&args.nats_url).await?;
+    let js = jetstream::new(client);
+    for spec in [&EVENT_WORKER, &COMMAND_WORKER] {
+        shardline_jetstream::reconcile_consumer(&js, spec).await?;
+        let js = js.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            if let Err(e) = drain_one(&js, spec, probe).await {
+                eprintln!("drain {}: {e:#}", spec.durable);
+            }
+        });
+    }
+    child::serve_until_stdin_closes(|line| {
+        if line == "start" {
+            probe.restart();
+        }
+    })
+    .await;
+    child::report(&probe.report());
+    Ok(())
+}
+
+async fn drain_one(
+    js: &jetstream::Context,
+    spec: &'static ConsumerSpec,
+    probe: Probe,
+) -> anyhow::Result<()> {
+    let consumer: PullConsumer = js
+        .get_stream_no_info(spec.stream)
+        .await?
+        .get_consumer(spec.durable)
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {}: {e}", spec.durable))?;
+    let batch = usize::try_from(spec.max_ack_pending).unwrap_or(1);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await?;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let at = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::RECEIVED_AT))
+            .and_then(|v| v.as_str().parse().ok());
+        probe.hit(at);
+        message
+            .ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+    }
+    Ok(())
+}
