@@ -1,0 +1,138 @@
+//! The NATS configuration Terraform ships (`terraform/nats/nats.conf`), run as a
+//! 3-node cluster on loopback: each service's credentials get what it needs and
+//! nothing more.
+
+use std::time::Duration;
+
+use async_nats::ServerError;
+use shardline_jetstream::{NatsAuth, auth_options};
+use shardline_testkit::{NatsCluster, init_tracing, password};
+use tokio::sync::mpsc;
+
+/// Connects as `user` through the binaries' own auth code, reporting server errors.
+async fn connect_as(
+    cluster: &NatsCluster,
+    user: &str,
+) -> (async_nats::Client, mpsc::UnboundedReceiver<ServerError>) {
+    let (tx, errors) = mpsc::unbounded_channel();
+    let client = auth_options(&NatsAuth::user_password(user, &password(user)))
+        .await
+        .unwrap()
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = tx.send(error);
+                }
+            }
+        })
+        .connect(shardline_jetstream::server_urls(&cluster.url()))
+        .await
+        .unwrap();
+    (client, errors)
+}
+
+/// Publishes to `subject`, then to a subject no user may publish to (the probe), and
+/// returns the permission errors the server sent up to the probe's: empty when
+/// `subject` was allowed. No waiting for something not to happen.
+async fn refusals(
+    client: &async_nats::Client,
+    errors: &mut mpsc::UnboundedReceiver<ServerError>,
+    subject: &str,
+) -> Vec<String> {
+    const PROBE: &str = "nobody.may.publish.here";
+    for s in [subject, PROBE] {
+        client.publish(s.to_owned(), "{}".into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let error = tokio::time::timeout(Duration::from_secs(30), errors.recv())
+            .await
+            .expect("the probe is refused")
+            .expect("client alive")
+            .to_string();
+        assert!(
+            error.to_lowercase().contains("permissions violation"),
+            "{error}"
+        );
+        if error.contains(PROBE) {
+            return seen;
+        }
+        seen.push(error);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_credentials_are_refused_on_events() {
+    init_tracing();
+    let cluster = NatsCluster::start();
+    let started = std::time::Instant::now();
+    cluster.wait_for_meta_leader(Duration::from_secs(30)).await;
+    println!("meta leader after {:?}", started.elapsed());
+
+    let (worker, mut errors) = connect_as(&cluster, "event-worker").await;
+    let refused = refusals(&worker, &mut errors, "events.guild.join").await;
+    assert_eq!(
+        refused.len(),
+        1,
+        "a worker publishing to events.> is refused"
+    );
+    assert!(refused[0].contains("events.guild.join"), "{refused:?}");
+    for allowed in [
+        "deadletter.event-worker.events.x",
+        "internal.gateway.0.command",
+    ] {
+        assert_eq!(
+            refusals(&worker, &mut errors, allowed).await,
+            Vec::<String>::new()
+        );
+    }
+    for refused in ["commands.interaction", "$JS.API.STREAM.DELETE.EVENTS"] {
+        assert_eq!(
+            refusals(&worker, &mut errors, refused).await.len(),
+            1,
+            "{refused}"
+        );
+    }
+
+    let (gateway, mut errors) = connect_as(&cluster, "gateway").await;
+    for allowed in [
+        "events.guild.join",
+        "commands.interaction",
+        "internal.lifecycle.x",
+    ] {
+        assert_eq!(
+            refusals(&gateway, &mut errors, allowed).await,
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(
+        refusals(&gateway, &mut errors, "deadletter.x").await.len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused() {
+    init_tracing();
+    let cluster = NatsCluster::start();
+    let refused = shardline_jetstream::connect(&shardline_jetstream::ConnectOptions {
+        url: cluster.node_url(0),
+        name: "test".to_owned(),
+        auth: NatsAuth::user_password("gateway", "not-the-password"),
+    })
+    .await;
+    let error = refused.expect_err("a wrong password must not connect");
+    assert!(
+        error.to_string().to_lowercase().contains("authorization"),
+        "{error}"
+    );
+    let anonymous = shardline_jetstream::connect(&shardline_jetstream::ConnectOptions {
+        url: cluster.node_url(0),
+        name: "test".to_owned(),
+        auth: NatsAuth::default(),
+    })
+    .await;
+    assert!(anonymous.is_err(), "no anonymous clients");
+}
