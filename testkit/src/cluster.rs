@@ -140,6 +140,11 @@ impl NatsCluster {
         format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
     }
 
+    /// Node `i`'s monitoring address (`127.0.0.1:PORT`): `/jsz`, `/healthz`, ...
+    pub fn monitoring_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].http_port)
+    }
+
     /// Node `i`'s server name (`nats-0`, ...), as JetStream reports peers.
     pub fn server_name(&self, i: usize) -> &str {
         &self.nodes[i].name
@@ -221,6 +226,22 @@ impl NatsCluster {
         let (child, ready) = self.spawn(i);
         wait_ready(&self.nodes[i].name, &ready);
         self.nodes[i].child = Some(child);
+    }
+
+    /// Starts node `i` again with the same ports and an empty store: a node whose
+    /// disk was lost (a replaced Fargate task). It rejoins under its name and must
+    /// catch up from its peers.
+    ///
+    /// # Panics
+    ///
+    /// Panics if it does not start.
+    pub fn restart_empty(&mut self, i: usize) {
+        self.kill(i);
+        let store = &self.nodes[i].store;
+        if store.exists() {
+            std::fs::remove_dir_all(store).expect("remove the node's store");
+        }
+        self.restart(i);
     }
 
     /// The environment node `i` runs with: the same variables Terraform sets.

@@ -17,6 +17,7 @@ use shardline_jetstream::{ConnectOptions, NatsAuth};
 use shardline_proto::topology::{COMMANDS, EVENT_WORKER, EVENTS};
 use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
 use shardline_worker::{Context, Handler, Handlers, Outcome, Worker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -76,6 +77,74 @@ async fn ids_in_stream(js: &jetstream::Context, stream: &str, count: u64) -> Vec
         ids.push(headers.get("Nats-Msg-Id").unwrap().to_string());
     }
     ids
+}
+
+/// Waits until node `i` is a current replica of EVENTS again, then asks it alone for
+/// the stream: it must hold all `stored` messages.
+async fn catches_up(
+    cluster: &NatsCluster,
+    js: &jetstream::Context,
+    i: usize,
+    stored: u64,
+    how: &str,
+) {
+    let started = std::time::Instant::now();
+    let name = cluster.server_name(i).to_owned();
+    eventually(
+        &format!("{name} current on EVENTS ({how})"),
+        WAIT,
+        || async {
+            let info = stream_info(js, EVENTS.name).await?;
+            let replica = info
+                .cluster?
+                .replicas
+                .into_iter()
+                .find(|p| p.name == name)?;
+            (replica.current && !replica.offline && replica.lag.unwrap_or(0) == 0).then_some(())
+        },
+    )
+    .await;
+    // The node's own copy, from its monitoring endpoint (stream info and consumers
+    // are answered by the leader): the whole stream, up to the same last sequence.
+    let (messages, last) = eventually(&format!("{name}'s own copy complete ({how})"), WAIT, || {
+        node_stream_state(cluster, i, EVENTS.name)
+    })
+    .await;
+    let leader = stream_info(js, EVENTS.name).await.expect("stream info");
+    assert_eq!(
+        (messages, last),
+        (stored, leader.state.last_sequence),
+        "{how}"
+    );
+    println!(
+        "{name} holds all {stored} messages {:?} after it was {how}",
+        started.elapsed()
+    );
+}
+
+/// `(messages, last sequence)` of `stream` as node `i` itself holds it, once they
+/// match the leader's.
+async fn node_stream_state(cluster: &NatsCluster, i: usize, stream: &str) -> Option<(u64, u64)> {
+    let mut connection = tokio::net::TcpStream::connect(cluster.monitoring_addr(i))
+        .await
+        .ok()?;
+    let request =
+        "GET /jsz?accounts=true&streams=true HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n";
+    connection.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?;
+    let jsz: serde_json::Value = serde_json::from_str(body).ok()?;
+    let state = jsz["account_details"]
+        .as_array()?
+        .iter()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["name"] == stream)?["state"]
+        .clone();
+    let (messages, last) = (state["messages"].as_u64()?, state["last_seq"].as_u64()?);
+    let js = jetstream::new(cluster.operator().await);
+    let leader = stream_info(&js, stream).await?.state;
+    (messages == leader.messages && last == leader.last_sequence).then_some((messages, last))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,28 +249,21 @@ async fn a_killed_node_loses_and_duplicates_nothing_and_catches_up() {
         want.len()
     );
 
-    // The node comes back, rejoins and catches up with what it missed.
-    cluster.restart(victim);
-    let restarted_at = std::time::Instant::now();
+    // The node comes back with its store, rejoins and catches up with what it missed.
     let name = cluster.server_name(victim).to_owned();
-    eventually(&format!("{name} current on EVENTS"), WAIT, || async {
-        let info = stream_info(&js, EVENTS.name).await?;
-        let cluster_info = info.cluster?;
-        let replica = cluster_info.replicas.iter().find(|p| p.name == name)?;
-        (replica.current && !replica.offline && replica.lag.unwrap_or(0) == 0).then_some(())
-    })
+    cluster.restart(victim);
+    catches_up(&cluster, &js, victim, stored, "restarted with its store").await;
+    // And once more with its disk lost (a replaced task on Fargate's ephemeral storage).
+    cluster.restart_empty(victim);
+    catches_up(
+        &cluster,
+        &js,
+        victim,
+        stored,
+        "restarted with an empty store",
+    )
     .await;
-    println!(
-        "{name} current again {:?} after its restart",
-        restarted_at.elapsed()
-    );
-    // Asked on that node alone, it serves the whole stream.
-    let node_js = jetstream::new(cluster.node_client(victim, "operator").await);
-    let on_node = eventually("the restarted node answers", WAIT, || {
-        stream_info(&node_js, EVENTS.name)
-    })
-    .await;
-    assert_eq!(on_node.state.messages, stored);
+    println!("{name} caught up twice");
 
     shutdown.cancel();
     gateway.await.unwrap().unwrap();
