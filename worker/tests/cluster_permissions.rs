@@ -2,12 +2,21 @@
 //! 3-node cluster on loopback: each service's credentials get what it needs and
 //! nothing more.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::ServerError;
+use async_nats::jetstream;
+use shardline_discord_sim::{SimConfig, Simulator};
+use shardline_gateway::Config;
 use shardline_jetstream::{NatsAuth, auth_options};
-use shardline_testkit::{NatsCluster, init_tracing, password};
+use shardline_proto::payload::Interaction;
+use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, DEAD_LETTER, RetryPolicy};
+use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
+use shardline_worker::commands::{self, Command, CommandError, InteractionHandler, Reply};
+use shardline_worker::{Context, Worker};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Connects as `user` through the binaries' own auth code, reporting server errors.
 async fn connect_as(
@@ -135,4 +144,110 @@ async fn a_wrong_password_is_refused() {
     })
     .await;
     assert!(anonymous.is_err(), "no anonymous clients");
+}
+
+/// The command worker's consumer, retrying after 100 ms instead of 5 s.
+static FAST_COMMANDS: ConsumerSpec = ConsumerSpec {
+    retry: RetryPolicy::fixed(Duration::from_millis(100)),
+    ..COMMAND_WORKER
+};
+
+/// Fails for now on its first delivery, then answers: the redelivery reads the
+/// deferred-interactions KV bucket.
+struct Flaky;
+
+impl Command for Flaky {
+    async fn run(&self, _: &Interaction, cx: &Context) -> Result<Reply, CommandError> {
+        if cx.is_redelivery() {
+            Ok(Reply::Message("second time lucky".into()))
+        } else {
+            Err(CommandError::Retry)
+        }
+    }
+}
+
+/// The command path on locked-down users: the gateway publishes interactions, the
+/// command worker creates its KV bucket, defers, retries (KV read), answers and
+/// dead-letters, and the server refuses none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_path_needs_nothing_its_users_lack() {
+    init_tracing();
+    let cluster = NatsCluster::start();
+    cluster.wait_for_meta_leader(Duration::from_secs(30)).await;
+    let sim = Simulator::start(SimConfig {
+        shard_total: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let mut config =
+        Config::for_gateway(&sim.config().token, &sim.gateway_url(), 1, &cluster.url());
+    config.nats_auth = NatsAuth::user_password("gateway", &password("gateway"));
+    config.stream_replicas = 3;
+    let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
+
+    let (client, mut refused) = connect_as(&cluster, "command-worker").await;
+    let js = jetstream::new(client.clone());
+    let http = Arc::new(commands::http_client(
+        Some(&format!("http://{}", sim.http_base())),
+        None,
+    ));
+    let table = commands::reference().command("flaky", Flaky);
+    let handler = InteractionHandler::new(&js, http, table).await.unwrap();
+    let worker = tokio::spawn(
+        Worker::new(&FAST_COMMANDS, commands::handlers(handler))
+            .stream_replicas(3)
+            .run(client, shutdown.clone()),
+    );
+
+    sim.wait_ready(0).await;
+    let names = ["ping", "flaky", "nonexistent"];
+    let guild = sim.guilds(0)[0];
+    for (seed, name) in names.iter().enumerate() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed as u64);
+        let mut d: serde_json::Value = serde_json::from_str(
+            &shardline_discord_sim::fixtures::interaction_create(guild, &mut rng),
+        )
+        .unwrap();
+        d["data"]["name"] = (*name).into();
+        sim.dispatch(0, "INTERACTION_CREATE", &d.to_string()).await;
+    }
+    let callbacks = eventually(
+        "every interaction answered",
+        Duration::from_secs(30),
+        || async {
+            let all = sim.interaction_callbacks();
+            let answers = all.iter().filter(|c| c.kind != "callback").count();
+            (answers >= names.len()).then_some(all)
+        },
+    )
+    .await;
+    let deferred = callbacks.iter().filter(|c| c.kind == "callback").count();
+    assert_eq!(deferred, names.len(), "each interaction deferred once");
+    let answered = |text: &str| {
+        callbacks
+            .iter()
+            .any(|c| c.kind == "edit" && c.body.contains(text))
+    };
+    assert!(
+        answered("pong") && answered("second time lucky"),
+        "{callbacks:?}"
+    );
+
+    // The unknown command was dead-lettered (a publish on deadletter.> stored).
+    let operator = jetstream::new(cluster.operator().await);
+    eventually("a dead letter", Duration::from_secs(30), || async {
+        let mut stream = operator.get_stream(DEAD_LETTER.name).await.ok()?;
+        (stream.info().await.ok()?.state.messages == 1).then_some(())
+    })
+    .await;
+    assert!(
+        refused.try_recv().is_err(),
+        "the server refused nothing the command worker did"
+    );
+
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+    worker.await.unwrap().unwrap();
 }
