@@ -178,3 +178,70 @@ impl NatsAuth {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Binary {
+        #[command(flatten)]
+        auth: NatsAuth,
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let auth = NatsAuth::user_password("gateway", "hunter2-secret");
+        let printed = format!("{auth:?}");
+        assert!(!printed.contains("hunter2-secret"), "{printed}");
+        assert!(
+            printed.contains("<redacted>") && printed.contains("gateway"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn the_password_is_not_a_flag() {
+        assert!(Binary::try_parse_from(["bin", "--nats-password", "x"]).is_err());
+        let parsed = Binary::try_parse_from([
+            "bin",
+            "--nats-user",
+            "u",
+            "--nats-password-file",
+            "/run/secrets/p",
+            "--nats-tls-required",
+        ])
+        .unwrap();
+        assert_eq!(parsed.auth.user.as_deref(), Some("u"));
+        assert!(parsed.auth.tls_required);
+        assert!(
+            Binary::try_parse_from(["bin", "--nats-tls-cert-file", "c.pem"]).is_err(),
+            "a client certificate needs its key"
+        );
+    }
+
+    #[test]
+    fn password_from_a_file_or_the_environment_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let mut auth = NatsAuth {
+            password_file: Some(path),
+            ..NatsAuth::default()
+        };
+        assert_eq!(
+            auth.resolved_password().unwrap(),
+            Some(Secret::new("from-file"))
+        );
+        auth.password = Some(Secret::new("from-env"));
+        assert!(matches!(
+            auth.resolved_password(),
+            Err(SecretError::Ambiguous { .. })
+        ));
+        auth.password_file = Some(dir.path().join("missing"));
+        auth.password = None;
+        let error = auth.resolved_password().unwrap_err();
+        assert!(matches!(error, SecretError::File { .. }));
+    }
+}

@@ -90,6 +90,12 @@ pub async fn auth_options(
             .expect("a file was given");
         nats = nats.nkey(seed.expose().to_owned());
     }
+    if auth.tls_ca_file.is_some() || auth.tls_cert_file.is_some() || auth.tls_required {
+        // async-nats builds its TLS config with the process-wide provider; choose it
+        // (ring, async-nats' own) before another crate's second provider makes the
+        // choice ambiguous (NOTES.md: that panics). A provider already installed wins.
+        let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
+    }
     if let Some(ca) = &auth.tls_ca_file {
         nats = nats.add_root_certificates(ca.clone());
     }

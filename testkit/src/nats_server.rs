@@ -18,9 +18,16 @@ pub fn nats_server_binary() -> PathBuf {
 pub struct NatsServerBuilder {
     max_payload: Option<usize>,
     port: Option<u16>,
+    extra: Option<String>,
 }
 
 impl NatsServerBuilder {
+    /// Appends raw configuration (e.g. a `tls { ... }` block) to the server's config file.
+    pub fn config(mut self, text: &str) -> Self {
+        self.extra = Some(text.to_owned());
+        self
+    }
+
     /// Sets the server's `max_payload` (default 1 MiB).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = Some(bytes);
@@ -69,6 +76,7 @@ impl NatsServer {
         NatsServerBuilder {
             max_payload: None,
             port: None,
+            extra: None,
         }
     }
 
@@ -119,6 +127,9 @@ impl NatsServer {
         let mut file = std::fs::File::create(&config).expect("write nats.conf");
         if let Some(max_payload) = self.options.max_payload {
             writeln!(file, "max_payload: {max_payload}").expect("write nats.conf");
+        }
+        if let Some(extra) = &self.options.extra {
+            writeln!(file, "{extra}").expect("write nats.conf");
         }
         drop(file);
         let port = self
