@@ -90,17 +90,16 @@ variable "discord_token_secret_arn" {
 }
 
 variable "workers" {
-  description = "Worker services: image command (binary), task size and the consumer-lag scaling bounds. Keys are the consumer names."
+  description = "Worker services: image command (binary), task size and the consumer-lag scaling bounds. Keys are the consumer names (event-worker, command-worker), which are also the NATS users."
   type = map(object({
-    binary         = string
-    cpu            = optional(number, 256)
-    memory         = optional(number, 512)
-    min_tasks      = optional(number, 1)
-    max_tasks      = optional(number, 4)
-    scale_out_lag  = optional(number, 1000)
-    scale_in_lag   = optional(number, 10)
-    discord_api    = optional(bool, false)
-    nats_user      = string
+    binary        = string
+    cpu           = optional(number, 256)
+    memory        = optional(number, 512)
+    min_tasks     = optional(number, 1)
+    max_tasks     = optional(number, 4)
+    scale_out_lag = optional(number, 1000)
+    scale_in_lag  = optional(number, 10)
+    nats_user     = string
   }))
   default = {
     "event-worker" = {
@@ -112,18 +111,18 @@ variable "workers" {
       nats_user     = "command-worker"
       scale_out_lag = 50
       scale_in_lag  = 1
-      discord_api   = true
     }
   }
 
   validation {
     condition = alltrue([
-      for w in values(var.workers) :
+      for k, w in var.workers :
       w.min_tasks >= 1 && w.max_tasks >= w.min_tasks && w.scale_out_lag > w.scale_in_lag
       && contains(["shardline-event-worker", "shardline-command-worker"], w.binary)
       && contains(["event-worker", "command-worker"], w.nats_user)
+      && k == w.nats_user
     ])
-    error_message = "Each worker needs 1 <= min_tasks <= max_tasks, scale_out_lag > scale_in_lag, a known binary and a NATS user of the shipped nats.conf."
+    error_message = "Each worker needs 1 <= min_tasks <= max_tasks, scale_out_lag > scale_in_lag, a known binary, and a NATS user of the shipped nats.conf equal to its key (the consumer name the lag metric is labelled with)."
   }
 }
 

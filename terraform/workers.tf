@@ -24,7 +24,7 @@ locals {
         region                  = data.aws_region.current.name
         dimension_rollup_option = "NoDimensionRollup"
         metric_declarations = [{
-          dimensions             = [["consumer"]]
+          dimensions            = [["consumer"]]
           metric_name_selectors = ["^nats_consumer_lag$"]
         }]
       }
