@@ -2,13 +2,18 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use shardline_jetstream::{NatsAuth, Secret, SecretError, secret_from_env_or_file};
 
-/// A Discord bot token. Its `Debug` and `Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
+/// Environment variable holding the bot token itself (never a flag).
+pub const DISCORD_TOKEN_ENV: &str = "DISCORD_TOKEN";
+
+/// A Discord bot token. Its `Debug` prints `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Token(String);
 
 impl Token {
@@ -87,9 +92,14 @@ impl FromStr for ShardIds {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "shardline-gateway", version, about)]
 pub struct Config {
-    /// Discord bot token (never logged).
-    #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true)]
+    /// Discord bot token (never logged): from the DISCORD_TOKEN environment variable
+    /// or DISCORD_TOKEN_FILE, never a flag; filled in by [`Config::load`].
+    #[arg(skip)]
     pub token: Token,
+
+    /// File holding the Discord bot token (instead of DISCORD_TOKEN).
+    #[arg(long, env = "DISCORD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Base WebSocket URL of the gateway, e.g. a simulator `ws://127.0.0.1:7878`.
     /// When set, Discord's REST API is not asked for anything and SHARD_TOTAL is required.
@@ -118,6 +128,10 @@ pub struct Config {
     /// NATS server URL(s), comma separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: NatsAuth,
 
     /// Where to serve Prometheus `/metrics`, `/healthz` and `/readyz`. Default: not served.
     #[arg(long, env = "METRICS_ADDR")]
@@ -152,6 +166,32 @@ pub struct Config {
 }
 
 impl Config {
+    /// Parses the flags and environment, then reads the token from DISCORD_TOKEN or
+    /// DISCORD_TOKEN_FILE.
+    ///
+    /// # Errors
+    ///
+    /// Fails if neither or both are set, or the file cannot be read.
+    pub fn load() -> Result<Self, SecretError> {
+        let mut config = Self::parse();
+        config.token = config.read_token(Secret::from_env(DISCORD_TOKEN_ENV))?;
+        Ok(config)
+    }
+
+    /// The token from `value` (DISCORD_TOKEN) or [`token_file`](Self::token_file).
+    ///
+    /// # Errors
+    ///
+    /// Fails if neither or both are given, or the file cannot be read.
+    pub fn read_token(&self, value: Option<Secret>) -> Result<Token, SecretError> {
+        match secret_from_env_or_file(DISCORD_TOKEN_ENV, value, self.token_file.as_deref())? {
+            Some(secret) => Ok(Token::new(secret.expose())),
+            None => Err(SecretError::Missing {
+                env: DISCORD_TOKEN_ENV.to_owned(),
+            }),
+        }
+    }
+
     /// [`session_max_age_secs`](Self::session_max_age_secs) as a duration.
     pub fn session_max_age(&self) -> Duration {
         Duration::from_secs(self.session_max_age_secs)
@@ -166,12 +206,14 @@ impl Config {
     pub fn for_gateway(token: &str, gateway_url: &str, shard_total: u32, nats_url: &str) -> Self {
         Self {
             token: Token::new(token),
+            token_file: None,
             gateway_url: Some(gateway_url.to_owned()),
             shard_total: Some(shard_total),
             shard_ids: None,
             max_concurrency: None,
             intents: 1539,
             nats_url: nats_url.to_owned(),
+            nats_auth: NatsAuth::default(),
             metrics_addr: None,
             max_inflight: 4096,
             stream_replicas: 1,
@@ -198,8 +240,42 @@ mod tests {
 
     #[test]
     fn token_is_never_printed() {
-        let config = Config::for_gateway("very-secret", "ws://x", 1, "nats://x");
-        assert!(!format!("{config:?}").contains("very-secret"));
+        let mut config = Config::for_gateway("very-secret", "ws://x", 1, "nats://x");
+        config.nats_auth = NatsAuth::user_password("gateway", "nats-secret");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(!printed.contains("nats-secret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
         assert_eq!(config.token.expose(), "very-secret");
+    }
+
+    #[test]
+    fn secrets_are_not_flags() {
+        for flag in ["--token", "--nats-password", "--discord-token"] {
+            let parsed = Config::try_parse_from(["shardline-gateway", flag, "x"]);
+            assert!(parsed.is_err(), "{flag} must not be accepted");
+        }
+    }
+
+    #[test]
+    fn token_from_a_file_or_the_environment_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "file-token\n").unwrap();
+        let mut config = Config::try_parse_from(["shardline-gateway"]).unwrap();
+        assert!(matches!(
+            config.read_token(None),
+            Err(SecretError::Missing { .. })
+        ));
+        assert_eq!(
+            config.read_token(Some(Secret::new("env-token"))).unwrap(),
+            Token::new("env-token")
+        );
+        config.token_file = Some(path);
+        assert_eq!(config.read_token(None).unwrap(), Token::new("file-token"));
+        assert!(matches!(
+            config.read_token(Some(Secret::new("env-token"))),
+            Err(SecretError::Ambiguous { .. })
+        ));
     }
 }

@@ -19,7 +19,7 @@ mod sessions;
 mod shard;
 
 pub use commands::{CommandRequest, send_on};
-pub use config::{Config, ShardIds, Token};
+pub use config::{Config, DISCORD_TOKEN_ENV, ShardIds, Token};
 pub use error::{Error, ErrorKind};
 pub use frame::{
     Dispatch, Frame, FrameErrorKind, GuildFacts, guild_facts, parse, parse_with_serde, ready_guilds,

@@ -49,6 +49,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let client = shardline_jetstream::connect(&ConnectOptions {
         url: config.nats_url.clone(),
         name: "shardline-gateway".to_owned(),
+        auth: config.nats_auth.clone(),
     })
     .await
     .map_err(|e| {

@@ -58,10 +58,11 @@ async fn snapshot_reports_depth_bytes_lag_and_one_node_on_a_single_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_count_live_replicas_of_an_r3_cluster_and_drop_below_quorum() {
-    let mut cluster = NatsCluster::start(3);
-    // Talk to n1 only: n3 and then n2 are killed.
-    let client = async_nats::connect(cluster.server(0).url()).await.unwrap();
-    let js = jetstream::new(client);
+    // The shipped configuration (terraform/nats/nats.conf), as the operator user.
+    let mut cluster = NatsCluster::start();
+    cluster.wait_for_meta_leader(Duration::from_secs(30)).await;
+    // Talk to node 0 only: node 2 and then node 1 are killed.
+    let js = jetstream::new(cluster.node_client(0, "operator").await);
     let r3 = ReconcileOptions { replicas: 3 };
     eventually("R3 streams declared", Duration::from_secs(30), || async {
         shardline_jetstream::reconcile_streams(&js, &STREAMS, r3)
@@ -83,7 +84,7 @@ async fn nodes_count_live_replicas_of_an_r3_cluster_and_drop_below_quorum() {
     .await;
     assert!(all.streams.iter().all(|s| s.3 == 3), "every stream R3");
 
-    cluster.server(2).kill();
+    cluster.kill(2);
     eventually(
         "two live nodes after one is killed",
         Duration::from_secs(60),
@@ -92,7 +93,7 @@ async fn nodes_count_live_replicas_of_an_r3_cluster_and_drop_below_quorum() {
     .await;
 
     // Two of three gone: no stream has a quorum, and the poller sees fewer than two.
-    cluster.server(1).kill();
+    cluster.kill(1);
     let lost = eventually("quorum lost", Duration::from_secs(90), || nodes(|n| n < 2)).await;
     println!(
         "after losing 2 of 3 servers the poller sees {} node(s)",

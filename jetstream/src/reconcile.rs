@@ -91,6 +91,50 @@ pub async fn reconcile_stream(
     ))
 }
 
+/// Creates the stream if it is missing and leaves an existing one as it is, for
+/// processes that use a stream but do not own its settings (workers): a worker
+/// started with the wrong replica count must never scale an R3 stream down, and a
+/// locked-down worker may create a missing stream but not update one.
+///
+/// # Errors
+///
+/// [`Request`](crate::TopologyErrorKind::Request) if JetStream cannot be asked or
+/// refuses.
+pub async fn ensure_stream(
+    js: &js::Context,
+    spec: &StreamSpec,
+    options: ReconcileOptions,
+) -> Result<Change, TopologyError> {
+    match js.get_stream(spec.name).await {
+        Ok(stream) => {
+            let replicas = stream.cached_info().config.num_replicas;
+            if replicas != options.replicas {
+                tracing::info!(
+                    stream = spec.name,
+                    replicas,
+                    configured = options.replicas,
+                    "stream exists with other replicas; left as it is (the gateway owns it)"
+                );
+            }
+            Ok(Change::Unchanged)
+        }
+        Err(e) if is_stream_not_found(e.kind()) => {
+            match js
+                .create_stream(stream_config(spec, options.replicas))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(stream = spec.name, "created stream");
+                    Ok(Change::Created)
+                }
+                Err(e) if is_name_exists(e.kind()) => Ok(Change::Unchanged),
+                Err(e) => Err(TopologyError::request(spec.name, e)),
+            }
+        }
+        Err(e) => Err(TopologyError::request(spec.name, e)),
+    }
+}
+
 async fn update_stream(
     js: &js::Context,
     spec: &StreamSpec,

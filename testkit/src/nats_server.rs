@@ -18,18 +18,16 @@ pub fn nats_server_binary() -> PathBuf {
 pub struct NatsServerBuilder {
     max_payload: Option<usize>,
     port: Option<u16>,
-    cluster: Option<ClusterMember>,
-}
-
-/// A server's place in a cluster (see [`NatsCluster`](crate::NatsCluster)).
-#[derive(Debug, Clone)]
-struct ClusterMember {
-    server_name: String,
-    cluster_port: u16,
-    routes: Vec<u16>,
+    extra: Option<String>,
 }
 
 impl NatsServerBuilder {
+    /// Appends raw configuration (e.g. a `tls { ... }` block) to the server's config file.
+    pub fn config(mut self, text: &str) -> Self {
+        self.extra = Some(text.to_owned());
+        self
+    }
+
     /// Sets the server's `max_payload` (default 1 MiB).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = Some(bytes);
@@ -39,17 +37,6 @@ impl NatsServerBuilder {
     /// Listens on this port instead of a random one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
-        self
-    }
-
-    /// Makes the server `server_name` of the loopback cluster `shardline`, listening
-    /// for routes on `cluster_port` and connecting to the others' `routes`.
-    pub fn cluster_member(mut self, server_name: &str, cluster_port: u16, routes: &[u16]) -> Self {
-        self.cluster = Some(ClusterMember {
-            server_name: server_name.to_owned(),
-            cluster_port,
-            routes: routes.to_vec(),
-        });
         self
     }
 
@@ -89,7 +76,7 @@ impl NatsServer {
         NatsServerBuilder {
             max_payload: None,
             port: None,
-            cluster: None,
+            extra: None,
         }
     }
 
@@ -141,20 +128,8 @@ impl NatsServer {
         if let Some(max_payload) = self.options.max_payload {
             writeln!(file, "max_payload: {max_payload}").expect("write nats.conf");
         }
-        if let Some(member) = &self.options.cluster {
-            let routes: Vec<String> = member
-                .routes
-                .iter()
-                .map(|p| format!("nats-route://127.0.0.1:{p}"))
-                .collect();
-            writeln!(
-                file,
-                "server_name: {}\ncluster {{\n  name: shardline\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}",
-                member.server_name,
-                member.cluster_port,
-                routes.join(", ")
-            )
-            .expect("write nats.conf");
+        if let Some(extra) = &self.options.extra {
+            writeln!(file, "{extra}").expect("write nats.conf");
         }
         drop(file);
         let port = self

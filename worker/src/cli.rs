@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use shardline_jetstream::ConnectOptions;
+use shardline_jetstream::{ConnectOptions, NatsAuth};
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
@@ -16,7 +16,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// Where to serve Prometheus `/metrics`. Default: not served.
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: NatsAuth,
+
+    /// Replicas of a stream this worker finds missing and creates (3 on a cluster).
+    /// Existing streams are never changed: the gateway owns their settings.
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+
+    /// Where to serve Prometheus `/metrics` and `/healthz`. Default: not served.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
@@ -43,16 +52,20 @@ where
         )
         .init();
     if let Some(addr) = args.metrics_addr {
-        crate::metrics::serve(addr)?;
+        let bound = crate::health::serve(addr).await?;
+        tracing::info!(addr = %bound, "serving /metrics and /healthz");
     }
     let client = shardline_jetstream::connect(&ConnectOptions {
         url: args.nats_url,
         name: name.to_owned(),
+        auth: args.nats_auth,
     })
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     let worker = build(client.clone())
         .await?
-        .shutdown_grace(std::time::Duration::from_secs(args.shutdown_grace_secs));
+        .shutdown_grace(std::time::Duration::from_secs(args.shutdown_grace_secs))
+        .stream_replicas(args.stream_replicas);
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     worker.run(client, shutdown).await?;

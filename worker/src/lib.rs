@@ -7,6 +7,7 @@ mod context;
 pub mod deadletter;
 pub mod events;
 mod handler;
+pub mod health;
 pub mod metrics;
 mod outcome;
 mod process;

@@ -59,6 +59,7 @@ pub(crate) struct Settings {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_deliver: i64,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) stream_replicas: usize,
 }
 
 /// A worker: one durable consumer and the handlers for its subjects.
@@ -77,6 +78,7 @@ impl Worker {
                 retry: consumer.retry,
                 max_deliver: consumer.max_deliver.max(1),
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                stream_replicas: 1,
             },
         }
     }
@@ -84,6 +86,13 @@ impl Worker {
     /// Replaces the consumer's retry policy.
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.settings.retry = retry;
+        self
+    }
+
+    /// Replicas of a stream this worker finds missing and creates (3 on a cluster).
+    /// An existing stream is never changed: the gateway owns stream settings.
+    pub fn stream_replicas(mut self, replicas: usize) -> Self {
+        self.settings.stream_replicas = replicas.max(1);
         self
     }
 
@@ -108,7 +117,8 @@ impl Worker {
     ) -> Result<(), Error> {
         let spec = self.settings.consumer;
         let js = jetstream::new(client.clone());
-        let consumer = declare(&js, spec).await?;
+        let replicas = self.settings.stream_replicas;
+        let consumer = declare(&js, spec, replicas).await?;
         let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
         let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
@@ -185,7 +195,7 @@ impl Worker {
                     () = tokio::time::sleep(backoff) => {}
                 }
                 // The server may have restarted without the consumer: declare it again.
-                match declare(&js, spec).await {
+                match declare(&js, spec, replicas).await {
                     Ok(again) => consumer = again,
                     Err(error) => {
                         tracing::warn!(consumer = spec.durable, %error, "declaring the consumer failed")
@@ -221,10 +231,12 @@ impl Worker {
     }
 }
 
-/// Declares the consumer's stream, the dead-letter stream and the consumer, and opens it.
+/// Creates the consumer's stream and the dead-letter stream if missing, declares the
+/// consumer, and opens it.
 async fn declare(
     js: &jetstream::Context,
     spec: &'static ConsumerSpec,
+    replicas: usize,
 ) -> Result<PullConsumer, Error> {
     let stream_spec = topology::stream(spec.stream).ok_or_else(|| {
         Error(format!(
@@ -232,9 +244,11 @@ async fn declare(
             spec.durable
         ))
     })?;
-    let options = ReconcileOptions::default();
-    shardline_jetstream::reconcile_stream(js, stream_spec, options).await?;
-    shardline_jetstream::reconcile_stream(js, &DEAD_LETTER, options).await?;
+    // Create-only: a worker never changes a stream the gateway declared (an R3 stream
+    // stays R3 whatever this worker was told).
+    let options = ReconcileOptions { replicas };
+    shardline_jetstream::ensure_stream(js, stream_spec, options).await?;
+    shardline_jetstream::ensure_stream(js, &DEAD_LETTER, options).await?;
     shardline_jetstream::reconcile_consumer(js, spec).await?;
     js.get_stream_no_info(spec.stream)
         .await

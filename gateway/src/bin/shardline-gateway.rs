@@ -1,6 +1,5 @@
 //! `shardline-gateway`: Discord gateway shards to NATS JetStream.
 
-use clap::Parser;
 use shardline_gateway::{Config, run};
 use tokio_util::sync::CancellationToken;
 
@@ -11,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::load()?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     run(config, shutdown).await?;

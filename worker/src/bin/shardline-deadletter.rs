@@ -2,7 +2,7 @@
 //! subjects.
 
 use clap::{Parser, Subcommand};
-use shardline_jetstream::{ConnectOptions, ReconcileOptions};
+use shardline_jetstream::{ConnectOptions, NatsAuth, ReconcileOptions};
 use shardline_proto::topology::DEAD_LETTER;
 use shardline_worker::deadletter;
 
@@ -12,6 +12,14 @@ struct Args {
     /// NATS server URL(s), comma separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    nats_auth: NatsAuth,
+
+    /// Replicas of the DEAD_LETTER stream if this tool finds it missing.
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
 
     #[command(subcommand)]
     command: Command,
@@ -51,10 +59,13 @@ async fn main() -> anyhow::Result<()> {
     let client = shardline_jetstream::connect(&ConnectOptions {
         url: args.nats_url,
         name: "shardline-deadletter".to_owned(),
+        auth: args.nats_auth,
     })
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     let js = async_nats::jetstream::new(client);
-    shardline_jetstream::reconcile_stream(&js, &DEAD_LETTER, ReconcileOptions::default()).await?;
+    let replicas = args.stream_replicas;
+    shardline_jetstream::ensure_stream(&js, &DEAD_LETTER, ReconcileOptions { replicas }).await?;
     match args.command {
         Command::List { consumer, limit } => {
             for letter in deadletter::list(&js, consumer.as_deref(), limit).await? {

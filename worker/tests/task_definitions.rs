@@ -1,0 +1,404 @@
+//! The ECS task definitions in `terraform/` against the binaries' real configuration:
+//! every `.tf` file parses as HCL; each container's command names a binary the
+//! Dockerfiles install, its flags exist, and every environment variable and secret it
+//! sets is one the binary reads (clap's `env` names, or a secret read from the
+//! environment only). A renamed flag or variable fails here. The NATS containers set
+//! every variable the shipped nats.conf reads.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::CommandFactory;
+use hcl::expr::{Expression, ObjectKey};
+use hcl::{Body, Structure};
+
+/// Read by tracing-subscriber's `EnvFilter`, not by clap.
+const LOG_FILTER_ENV: &str = "RUST_LOG";
+
+fn terraform_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../terraform")
+}
+
+fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            tf_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "tf") {
+            out.push(path);
+        }
+    }
+}
+
+/// A container definition found in the HCL: its command and the names it sets.
+#[derive(Debug, Default)]
+struct Container {
+    file: String,
+    command: Vec<String>,
+    health: Vec<String>,
+    env: BTreeSet<String>,
+}
+
+fn key_name(key: &ObjectKey) -> Option<String> {
+    match key {
+        ObjectKey::Identifier(id) => Some(id.to_string()),
+        ObjectKey::Expression(Expression::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn strings(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::Array(items) => items
+            .iter()
+            .filter_map(|e| match e {
+                Expression::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every `name = "..."` in objects anywhere under `expr`.
+fn names(expr: &Expression, out: &mut BTreeSet<String>) {
+    visit(expr, &mut |e| {
+        if let Expression::Object(object) = e {
+            for (key, value) in object {
+                if let (Some("name"), Expression::String(name)) = (key_name(key).as_deref(), value)
+                {
+                    out.insert(name.clone());
+                }
+            }
+        }
+    });
+}
+
+fn visit(expr: &Expression, f: &mut dyn FnMut(&Expression)) {
+    f(expr);
+    match expr {
+        Expression::Array(items) => items.iter().for_each(|e| visit(e, f)),
+        Expression::Object(object) => {
+            for (key, value) in object {
+                if let ObjectKey::Expression(k) = key {
+                    visit(k, f);
+                }
+                visit(value, f);
+            }
+        }
+        Expression::FuncCall(call) => call.args.iter().for_each(|e| visit(e, f)),
+        Expression::Parenthesis(inner) => visit(inner, f),
+        Expression::Conditional(c) => {
+            visit(&c.cond_expr, f);
+            visit(&c.true_expr, f);
+            visit(&c.false_expr, f);
+        }
+        Expression::ForExpr(for_expr) => {
+            visit(&for_expr.collection_expr, f);
+            if let Some(key) = &for_expr.key_expr {
+                visit(key, f);
+            }
+            visit(&for_expr.value_expr, f);
+        }
+        _ => {}
+    }
+}
+
+fn body_expressions<'a>(body: &'a Body, out: &mut Vec<&'a Expression>) {
+    for structure in body.iter() {
+        match structure {
+            Structure::Attribute(attribute) => out.push(&attribute.expr),
+            Structure::Block(block) => body_expressions(&block.body, out),
+        }
+    }
+}
+
+/// Every container definition (an object with a `command` or `image`) in the module.
+fn containers() -> Vec<Container> {
+    let mut files = Vec::new();
+    tf_files(&terraform_dir(), &mut files);
+    assert!(files.len() >= 8, "terraform/ has its .tf files: {files:?}");
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let body: Body =
+            hcl::parse(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", file.display()));
+        let mut exprs = Vec::new();
+        body_expressions(&body, &mut exprs);
+        for expr in exprs {
+            visit(expr, &mut |e| {
+                let Expression::Object(object) = e else {
+                    return;
+                };
+                let field = |name: &str| {
+                    object
+                        .iter()
+                        .find(|(k, _)| key_name(k).as_deref() == Some(name))
+                        .map(|(_, v)| v)
+                };
+                if field("essential").is_none() || field("image").is_none() {
+                    return;
+                }
+                let mut container = Container {
+                    file: file.display().to_string(),
+                    ..Container::default()
+                };
+                if let Some(command) = field("command") {
+                    container.command = strings(command);
+                }
+                if let Some(Expression::Object(health)) = field("healthCheck") {
+                    for (k, v) in health {
+                        if key_name(k).as_deref() == Some("command") {
+                            container.health = strings(v);
+                        }
+                    }
+                }
+                for key in ["environment", "secrets"] {
+                    if let Some(list) = field(key) {
+                        names(list, &mut container.env);
+                    }
+                }
+                found.push(container);
+            });
+        }
+    }
+    found
+}
+
+/// What a binary accepts: its long flags and the environment variables it reads.
+struct Accepts {
+    flags: BTreeSet<String>,
+    env: BTreeSet<String>,
+}
+
+fn from_clap(command: &clap::Command) -> Accepts {
+    let mut accepts = Accepts {
+        flags: BTreeSet::new(),
+        env: BTreeSet::new(),
+    };
+    for arg in command.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            accepts.flags.insert(format!("--{long}"));
+        }
+        if let Some(env) = arg.get_env() {
+            accepts.env.insert(env.to_string_lossy().into_owned());
+        }
+    }
+    accepts
+}
+
+/// A worker binary's flags and variables, from its own `--help` (clap prints
+/// `[env: NAME=]` for every variable).
+fn from_help(binary: &str) -> Accepts {
+    let path = match binary {
+        "shardline-event-worker" => env!("CARGO_BIN_EXE_shardline-event-worker"),
+        "shardline-command-worker" => env!("CARGO_BIN_EXE_shardline-command-worker"),
+        "shardline-deadletter" => env!("CARGO_BIN_EXE_shardline-deadletter"),
+        other => panic!("no worker binary {other}"),
+    };
+    let output = Command::new(path).arg("--help").output().unwrap();
+    assert!(output.status.success(), "{binary} --help");
+    let help = String::from_utf8(output.stdout).unwrap();
+    let mut accepts = Accepts {
+        flags: BTreeSet::new(),
+        env: BTreeSet::new(),
+    };
+    for word in help.split_whitespace() {
+        if let Some(flag) = word.strip_prefix("--") {
+            let flag = flag.split(['=', ' ', ',', '<']).next().unwrap_or_default();
+            accepts.flags.insert(format!("--{flag}"));
+        }
+    }
+    for part in help.split("[env: ").skip(1) {
+        accepts
+            .env
+            .insert(part.split('=').next().unwrap().trim().to_owned());
+    }
+    assert!(accepts.env.contains("NATS_URL"), "{binary} --help: {help}");
+    accepts
+}
+
+fn accepts(binary: &str) -> Accepts {
+    let mut accepts = match binary {
+        "shardline-gateway" => {
+            let mut a = from_clap(&shardline_gateway::Config::command());
+            a.env
+                .insert(shardline_gateway::DISCORD_TOKEN_ENV.to_owned());
+            a
+        }
+        worker => from_help(worker),
+    };
+    accepts.env.extend(
+        shardline_jetstream::SECRET_VALUE_ENVS
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
+    accepts.env.insert(LOG_FILTER_ENV.to_owned());
+    accepts
+}
+
+/// What is wrong with `container`, one line each.
+fn problems(container: &Container) -> Vec<String> {
+    let Some(binary_path) = container.command.first() else {
+        return vec![format!(
+            "{}: a Shardline container without a command",
+            container.file
+        )];
+    };
+    let binary = binary_path.rsplit('/').next().unwrap();
+    let accepted = accepts(binary);
+    let mut problems = Vec::new();
+    for flag in container.command[1..]
+        .iter()
+        .filter(|a| a.starts_with("--"))
+    {
+        let flag = flag.split('=').next().unwrap();
+        if !accepted.flags.contains(flag) {
+            problems.push(format!("{binary}: no flag {flag}"));
+        }
+    }
+    for env in &container.env {
+        if !accepted.env.contains(env) {
+            problems.push(format!("{binary}: reads no variable {env}"));
+        }
+    }
+    problems
+}
+
+/// Whether a Dockerfile copies a file to `path` in its runtime image.
+fn installed(path: &str) -> bool {
+    dockerfiles()
+        .lines()
+        .any(|l| l.starts_with("COPY --from=build") && l.ends_with(&format!(" {path}")))
+}
+
+fn dockerfiles() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+    ["gateway.Dockerfile", "worker.Dockerfile"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect()
+}
+
+#[test]
+fn task_definitions_match_the_binaries() {
+    let all = containers();
+    let shardline: Vec<&Container> = all
+        .iter()
+        .filter(|c| c.command.first().is_some_and(|c| c.contains("/shardline-")))
+        .collect();
+    let binaries: BTreeSet<&str> = shardline
+        .iter()
+        .map(|c| c.command[0].rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        binaries,
+        BTreeSet::from(["shardline-gateway"]),
+        "workers take their binary from var.workers; the gateway is literal"
+    );
+    assert!(installed("/usr/local/bin/shardline-healthcheck"));
+    for container in &shardline {
+        assert_eq!(problems(container), Vec::<String>::new(), "{container:?}");
+        assert!(
+            installed(&container.command[0]),
+            "a Dockerfile installs {}",
+            container.command[0]
+        );
+        assert_eq!(
+            container.health[1..],
+            ["/usr/local/bin/shardline-healthcheck"]
+        );
+        for needed in [
+            "NATS_URL",
+            "NATS_USER",
+            "NATS_PASSWORD",
+            "DISCORD_TOKEN",
+            "STREAM_REPLICAS",
+        ] {
+            assert!(container.env.contains(needed), "gateway sets {needed}");
+        }
+    }
+}
+
+/// The worker containers' command is `/usr/local/bin/${each.value.binary}`: check the
+/// binaries `var.workers` allows, with the variables the worker container sets.
+#[test]
+fn worker_task_definitions_match_the_worker_binaries() {
+    let all = containers();
+    let worker = all
+        .iter()
+        .find(|c| c.file.ends_with("workers.tf") && c.env.contains("NATS_URL"))
+        .expect("the worker container in workers.tf");
+    let variables = std::fs::read_to_string(terraform_dir().join("variables.tf")).unwrap();
+    for binary in ["shardline-event-worker", "shardline-command-worker"] {
+        assert!(
+            variables.contains(&format!("\"{binary}\"")),
+            "var.workers allows {binary}"
+        );
+        assert!(installed(&format!("/usr/local/bin/{binary}")), "{binary}");
+        let container = Container {
+            command: vec![format!("/usr/local/bin/{binary}")],
+            ..Container {
+                file: worker.file.clone(),
+                command: Vec::new(),
+                health: worker.health.clone(),
+                env: worker.env.clone(),
+            }
+        };
+        assert_eq!(problems(&container), Vec::<String>::new(), "{binary}");
+    }
+    assert_eq!(worker.health[1..], ["/usr/local/bin/shardline-healthcheck"]);
+}
+
+#[test]
+fn a_renamed_variable_or_flag_is_caught() {
+    let container = Container {
+        file: "test".to_owned(),
+        command: vec![
+            "/usr/local/bin/shardline-gateway".to_owned(),
+            "--shard-idz=0-3".to_owned(),
+        ],
+        health: Vec::new(),
+        env: BTreeSet::from(["NATS_URL".to_owned(), "SHARD_IDZ".to_owned()]),
+    };
+    assert_eq!(
+        problems(&container),
+        vec![
+            "shardline-gateway: no flag --shard-idz".to_owned(),
+            "shardline-gateway: reads no variable SHARD_IDZ".to_owned(),
+        ]
+    );
+    let worker = Container {
+        command: vec!["/usr/local/bin/shardline-event-worker".to_owned()],
+        env: BTreeSet::from(["DISCORD_TOKEN".to_owned()]),
+        ..container
+    };
+    assert_eq!(
+        problems(&worker),
+        vec!["shardline-event-worker: reads no variable DISCORD_TOKEN".to_owned()]
+    );
+}
+
+#[test]
+fn nats_containers_set_what_the_shipped_config_reads() {
+    let all = containers();
+    let nats = all
+        .iter()
+        .find(|c| c.env.contains("NATS_SERVER_NAME"))
+        .expect("the NATS container");
+    let module =
+        std::fs::read_to_string(terraform_dir().join("modules/nats-node/main.tf")).unwrap();
+    let nats_tf = std::fs::read_to_string(terraform_dir().join("nats.tf")).unwrap();
+    assert!(nats_tf.contains(r#"file("${path.module}/nats/nats.conf")"#));
+    let config = std::fs::read_to_string(shardline_testkit::shipped_nats_config()).unwrap();
+    for var in shardline_testkit::CONFIG_ENV {
+        assert!(config.contains(&format!("${var}")), "nats.conf reads {var}");
+        // Plain variables are in `environment`; passwords come from the secret map.
+        assert!(
+            nats.env.contains(var) || module.contains(&format!("{var} ")),
+            "the NATS task sets {var}"
+        );
+    }
+    assert!(nats.env.contains("NATS_CONFIG"));
+}
