@@ -2,9 +2,8 @@
 //! Terraform module ships (`terraform/nats/nats.conf`), unchanged: only the
 //! environment differs (loopback ports, temporary store directories, test passwords).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -276,35 +275,13 @@ impl NatsCluster {
 
     fn spawn(&self, i: usize) -> (Child, mpsc::Receiver<()>) {
         let name = self.nodes[i].name.clone();
-        let mut child = Command::new(nats_server_binary())
+        let mut command = Command::new(nats_server_binary());
+        command
             .arg("--config")
             .arg(&self.config)
-            .envs(self.node_env(i))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {:?}: {e}; run scripts/install-tools or set SHARDLINE_NATS_SERVER",
-                    nats_server_binary()
-                )
-            });
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        let log = std::env::var_os("SHARDLINE_NATS_LOG").is_some();
-        // Keep draining the log for the node's life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server is ready")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(());
-                }
-                if log {
-                    eprintln!("{name}: {line}");
-                }
-            }
+            .envs(self.node_env(i));
+        let (child, rx) = crate::nats_server::launch(command, name, |line| {
+            line.contains("Server is ready").then_some(())
         });
         (child, rx)
     }

@@ -136,44 +136,18 @@ impl NatsServer {
             .options
             .port
             .map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let mut child = Command::new(nats_server_binary())
+        let mut command = Command::new(nats_server_binary());
+        command
             .arg("--config")
             .arg(&config)
             .args(["-js", "-a", "127.0.0.1", "-p", &port, "--store_dir"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {:?}: {e}; run scripts/install-tools or set SHARDLINE_NATS_SERVER",
-                    nats_server_binary()
-                )
-            });
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining the log for the server's life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let port = rest
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.trim().parse::<u16>().ok());
-                    if let (Some(port), Some(tx)) = (port, tx.take()) {
-                        let _ = tx.send(port);
-                    }
-                }
-                if line.contains("Server is ready")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(0);
-                }
-                if std::env::var_os("SHARDLINE_NATS_LOG").is_some() {
-                    eprintln!("nats-server: {line}");
-                }
+            .arg(&store);
+        let (child, rx) = launch(command, "nats-server".to_owned(), |line| {
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                return rest.rsplit(':').next()?.trim().parse::<u16>().ok();
             }
+            // Ready without a client port: refused below.
+            line.contains("Server is ready").then_some(0)
         });
         let port = rx
             .recv_timeout(Duration::from_secs(30))
@@ -188,4 +162,47 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `command` (a nats-server) with its log piped and drained for the process's
+/// life, so it never blocks on a full pipe; the log is echoed, each line prefixed with
+/// `label`, when `SHARDLINE_NATS_LOG` is set. `watch` sees each line until it returns
+/// a value, which the receiver then gets.
+///
+/// # Panics
+///
+/// Panics if the binary cannot be started.
+pub(crate) fn launch<T: Send + 'static>(
+    mut command: Command,
+    label: String,
+    mut watch: impl FnMut(&str) -> Option<T> + Send + 'static,
+) -> (Child, mpsc::Receiver<T>) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {:?}: {e}; run scripts/install-tools or set SHARDLINE_NATS_SERVER",
+                nats_server_binary()
+            )
+        });
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let log = std::env::var_os("SHARDLINE_NATS_LOG").is_some();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.is_some()
+                && let Some(seen) = watch(&line)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(seen);
+            }
+            if log {
+                eprintln!("{label}: {line}");
+            }
+        }
+    });
+    (child, rx)
 }

@@ -10,13 +10,16 @@ use async_nats::jetstream;
 use shardline_discord_sim::{SimConfig, Simulator};
 use shardline_gateway::Config;
 use shardline_jetstream::{NatsAuth, auth_options};
-use shardline_proto::payload::Interaction;
-use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, DEAD_LETTER, RetryPolicy};
+use shardline_proto::topology::DEAD_LETTER;
 use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
-use shardline_worker::commands::{self, Command, CommandError, InteractionHandler, Reply};
-use shardline_worker::{Context, Worker};
+use shardline_worker::Worker;
+use shardline_worker::commands::{self, InteractionHandler};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+#[path = "common/commands.rs"]
+mod fixtures;
+use fixtures::{FAST_COMMANDS, Flaky, interaction};
 
 /// Connects as `user` through the binaries' own auth code, reporting server errors.
 async fn connect_as(
@@ -146,26 +149,6 @@ async fn a_wrong_password_is_refused() {
     assert!(anonymous.is_err(), "no anonymous clients");
 }
 
-/// The command worker's consumer, retrying after 100 ms instead of 5 s.
-static FAST_COMMANDS: ConsumerSpec = ConsumerSpec {
-    retry: RetryPolicy::fixed(Duration::from_millis(100)),
-    ..COMMAND_WORKER
-};
-
-/// Fails for now on its first delivery, then answers: the redelivery reads the
-/// deferred-interactions KV bucket.
-struct Flaky;
-
-impl Command for Flaky {
-    async fn run(&self, _: &Interaction, cx: &Context) -> Result<Reply, CommandError> {
-        if cx.is_redelivery() {
-            Ok(Reply::Message("second time lucky".into()))
-        } else {
-            Err(CommandError::Retry)
-        }
-    }
-}
-
 /// The command path on locked-down users: the gateway publishes interactions, the
 /// command worker creates its KV bucket, defers, retries (KV read), answers and
 /// dead-letters, and the server refuses none of it.
@@ -203,15 +186,9 @@ async fn the_command_path_needs_nothing_its_users_lack() {
 
     sim.wait_ready(0).await;
     let names = ["ping", "flaky", "nonexistent"];
-    let guild = sim.guilds(0)[0];
-    for (seed, name) in names.iter().enumerate() {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed as u64);
-        let mut d: serde_json::Value = serde_json::from_str(
-            &shardline_discord_sim::fixtures::interaction_create(guild, &mut rng),
-        )
-        .unwrap();
-        d["data"]["name"] = (*name).into();
-        sim.dispatch(0, "INTERACTION_CREATE", &d.to_string()).await;
+    for (seed, name) in (0..).zip(names) {
+        let (_, d) = interaction(&sim, name, seed);
+        sim.dispatch(0, "INTERACTION_CREATE", &d).await;
     }
     let callbacks = eventually(
         "every interaction answered",

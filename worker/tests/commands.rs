@@ -9,30 +9,15 @@ use async_nats::jetstream;
 use shardline_discord_sim::{SimConfig, Simulator};
 use shardline_gateway::Config;
 use shardline_proto::payload::Interaction;
-use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, RetryPolicy};
+use shardline_proto::topology::COMMAND_WORKER;
 use shardline_testkit::{NatsServer, eventually, init_tracing};
 use shardline_worker::commands::{self, Command, CommandError, InteractionHandler, Reply};
 use shardline_worker::{Context, Worker, deadletter};
 use tokio_util::sync::CancellationToken;
 
-/// The command worker's consumer, retrying after 100 ms instead of 5 s.
-static FAST_COMMANDS: ConsumerSpec = ConsumerSpec {
-    retry: RetryPolicy::fixed(Duration::from_millis(100)),
-    ..COMMAND_WORKER
-};
-
-/// Fails for now on its first delivery, then answers.
-struct Flaky;
-
-impl Command for Flaky {
-    async fn run(&self, _: &Interaction, cx: &Context) -> Result<Reply, CommandError> {
-        if cx.is_redelivery() {
-            Ok(Reply::Message("second time lucky".into()))
-        } else {
-            Err(CommandError::Retry)
-        }
-    }
-}
+#[path = "common/commands.rs"]
+mod fixtures;
+use fixtures::{FAST_COMMANDS, Flaky, interaction};
 
 /// Always fails for good.
 struct Broken;
@@ -41,18 +26,6 @@ impl Command for Broken {
     async fn run(&self, _: &Interaction, _: &Context) -> Result<Reply, CommandError> {
         Err(CommandError::Failed("it broke".into()))
     }
-}
-
-/// An INTERACTION_CREATE for `/name`, and its id.
-fn interaction(sim: &Simulator, name: &str, seed: u64) -> (String, String) {
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-    let guild = sim.guilds(0)[0];
-    let mut d: serde_json::Value = serde_json::from_str(
-        &shardline_discord_sim::fixtures::interaction_create(guild, &mut rng),
-    )
-    .unwrap();
-    d["data"]["name"] = name.into();
-    (d["id"].as_str().unwrap().to_owned(), d.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
