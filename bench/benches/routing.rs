@@ -42,8 +42,8 @@ fn route(frame: &str) -> (u64, Option<u64>, usize) {
     }
 }
 
-/// The same read by serde_json alone (the gateway's fallback, and its code before
-/// issue 5): every byte of `d` validated, twice.
+/// The same read by serde_json alone (the gateway's fallback, and its code before the
+/// structural read): every byte of `d` validated, twice.
 fn route_serde(frame: &str) -> (u64, Option<u64>, usize) {
     match parse_with_serde(frame) {
         Ok(Frame::Dispatch(d)) => (d.sequence, d.facts.guild_id, d.data.len()),

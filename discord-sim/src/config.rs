@@ -39,6 +39,64 @@ pub struct SimConfig {
     pub record_sent: bool,
     /// TCP port to listen on at 127.0.0.1 (0 picks a free one).
     pub port: u16,
+    /// How long each REST request takes to answer, drawn uniformly per request.
+    pub rest_latency: RestLatency,
+}
+
+/// The time Discord's REST API takes to answer one request: uniform between `min` and
+/// `max`. Discord answers in about 50-150 ms from a cloud region, which is the
+/// default; a simulator that answers at once hides every bug where a client sends
+/// one request at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestLatency {
+    /// Fastest answer.
+    pub min: Duration,
+    /// Slowest answer.
+    pub max: Duration,
+}
+
+impl RestLatency {
+    /// Discord-like: 50-150 ms.
+    pub const DISCORD: Self = Self::between_ms(50, 150);
+    /// Answers at once (micro-benchmarks of the client side only).
+    pub const NONE: Self = Self::between_ms(0, 0);
+
+    /// Uniform between `min_ms` and `max_ms` milliseconds.
+    pub const fn between_ms(min_ms: u64, max_ms: u64) -> Self {
+        Self {
+            min: Duration::from_millis(min_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    /// One draw.
+    pub fn sample(&self, rng: &mut impl rand::Rng) -> Duration {
+        if self.max <= self.min {
+            return self.min;
+        }
+        rng.random_range(self.min..=self.max)
+    }
+}
+
+impl std::str::FromStr for RestLatency {
+    type Err = String;
+
+    /// `"100"` (fixed) or `"50-150"` (uniform), in milliseconds.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ms = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{s:?} is not a latency in milliseconds (100 or 50-150)"))
+        };
+        let (min, max) = match s.split_once('-') {
+            Some((a, b)) => (ms(a)?, ms(b)?),
+            None => (ms(s)?, ms(s)?),
+        };
+        if min > max {
+            return Err(format!("{s:?}: the minimum is above the maximum"));
+        }
+        Ok(Self::between_ms(min, max))
+    }
 }
 
 impl Default for SimConfig {
@@ -54,6 +112,7 @@ impl Default for SimConfig {
             retained_log: 1_000_000,
             record_sent: true,
             port: 0,
+            rest_latency: RestLatency::DISCORD,
         }
     }
 }
@@ -101,6 +160,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rest_latency_parses_fixed_and_ranges() {
+        assert_eq!("100".parse(), Ok(RestLatency::between_ms(100, 100)));
+        assert_eq!("50-150".parse(), Ok(RestLatency::between_ms(50, 150)));
+        assert!("150-50".parse::<RestLatency>().is_err());
+        assert!("fast".parse::<RestLatency>().is_err());
+        let mut rng = rand::rng();
+        for _ in 0..100 {
+            let d = RestLatency::DISCORD.sample(&mut rng);
+            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(150));
+        }
+        assert_eq!(RestLatency::NONE.sample(&mut rng), Duration::ZERO);
     }
 
     #[test]

@@ -38,7 +38,7 @@ mod traffic;
 
 pub use commands::CommandRecord;
 pub use compress::TransportCompression;
-pub use config::{SimConfig, shard_for_guild, synthetic_guild};
+pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
 pub use sim::{BACKPRESSURE_FRAMES, Simulator};
 pub use state::{CallbackRecord, IdentifyRecord, ResumeRecord, Sent, SimEvent};

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde_json::json;
@@ -23,8 +24,8 @@ struct App {
 
 /// The simulator's routes.
 pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
-    Router::new()
-        .route("/", get(gateway))
+    let app = App { shared, cancel };
+    let api = Router::new()
         .route("/api/v10/gateway/bot", get(gateway_bot))
         .route(
             "/api/v10/interactions/{id}/{token}/callback",
@@ -35,9 +36,24 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
             "/api/v10/webhooks/{app}/{token}/messages/{message}",
             patch(edit_message),
         )
+        .layer(middleware::from_fn_with_state(app.clone(), latency));
+    Router::new()
+        .route("/", get(gateway))
         .route("/api/v10/stats", get(stats))
         .route("/sim/shards/{shard}/reconnect", post(reconnect))
-        .with_state(App { shared, cancel })
+        .merge(api)
+        .with_state(app)
+}
+
+/// Discord's response time: the request is handled (and recorded) when it arrives,
+/// and its answer leaves `config.rest_latency` later.
+async fn latency(State(app): State<App>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let delay = app.shared.config.rest_latency.sample(&mut rand::rng());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
 }
 
 async fn gateway(

@@ -1,6 +1,6 @@
 //! JetStream's own state as metrics: stream depth and size, consumer lag, and how
 //! many JetStream servers hold Shardline's streams. The gateway polls these so a
-//! dashboard needs no extra exporter (issue 6).
+//! dashboard needs no extra exporter.
 //!
 //! Workers also export `nats_consumer_lag` and `nats_consumer_ack_pending` for their
 //! own consumer. Both read the same server counter (`num_pending`, `num_ack_pending`),

@@ -1,7 +1,7 @@
 //! Metric names (Vector's instrumentation spec: `<service>_<noun>_<unit>[_total]`).
 //!
 //! Labels are low-cardinality only: never a guild, user or session id. The names are
-//! fixed by issue 4 (dashboards use them); [`register`] emits every one of them at
+//! part of the contract (dashboards and alerts use them); [`register`] emits every one of them at
 //! start, so a scrape shows each even before its first increment.
 
 use std::sync::OnceLock;
@@ -33,7 +33,7 @@ pub const SHARD_RECONNECTS: &str = "gateway_shard_reconnects_total";
 /// Shard commands from workers, by `result` (`sent` or a refusal kind).
 pub const SHARD_COMMANDS: &str = "gateway_shard_commands_total";
 
-/// Messages stored in a stream, by `stream`; polled from JetStream (issue 6).
+/// Messages stored in a stream, by `stream`; polled from JetStream.
 pub const STREAM_MESSAGES: &str = "nats_stream_messages";
 /// Bytes stored in a stream, by `stream`; polled.
 pub const STREAM_BYTES: &str = "nats_stream_bytes";

@@ -1,7 +1,7 @@
 //! The routing read's fast path: one pass over a frame that reads `op`, `s`, `t`, the
 //! byte range of `d` and `d`'s top-level guild facts.
 //!
-//! Issue 5's profile put serde_json first in the gateway's CPU: it validated every
+//! A profile of the gateway put serde_json first in the gateway's CPU: it validated every
 //! byte of `d` twice (the envelope, then the guild facts). Here the envelope is walked
 //! key by key, and `d` in one pass over its structure ([`blocks`]: 64 bytes at a time
 //! as bit masks), looking only at the strings directly inside it for the guild facts.

@@ -125,7 +125,7 @@ pub(crate) async fn process(
 /// Runs the handler, catching its panic (a panic must not take the worker down) and
 /// sending in-progress acks so a long handler is not redelivered while it still runs.
 /// It runs in the message's own task: a second task per message cost a sixth of the
-/// worker's CPU in issue 5's profile.
+/// worker's CPU in a profile.
 async fn run(
     settings: &Settings,
     message: &jetstream::Message,
@@ -182,7 +182,7 @@ async fn finish(
     let ack = match verdict {
         // A plain ack: one buffered write, flushed with the connection's next write (and
         // by the runtime before exit). A double ack costs a round trip, a fresh inbox
-        // subscription per message and as much again on the server (issue 5); losing an
+        // subscription per message and as much again on the server; losing an
         // ack only means a redelivery, which at-least-once handlers already expect.
         Verdict::Ack => message.ack().await,
         Verdict::Nak(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,

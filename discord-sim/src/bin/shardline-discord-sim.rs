@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use shardline_discord_sim::{Mix, Pacer, SimConfig, Simulator, sample};
+use shardline_discord_sim::{Mix, Pacer, RestLatency, SimConfig, Simulator, sample};
 use tracing_subscriber::EnvFilter;
 
 /// Simulated Discord gateway (v10, JSON, zlib-stream/zstd-stream) and REST API.
@@ -40,6 +40,10 @@ struct Args {
     /// Discord sometimes does (the gateway's de-duplication then drops them).
     #[arg(long, env = "SIM_REPLAY_OVERLAP", default_value_t = 0)]
     replay_overlap: u64,
+    /// REST response time in milliseconds: fixed (`100`) or uniform (`50-150`, like
+    /// Discord from a cloud region).
+    #[arg(long, env = "SIM_REST_LATENCY_MS", default_value = "50-150")]
+    rest_latency_ms: RestLatency,
 }
 
 #[tokio::main]
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         record_sent: false,
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
         replay_overlap: args.replay_overlap,
+        rest_latency: args.rest_latency_ms,
         ..SimConfig::default()
     };
     let sim = Simulator::bind(args.listen, config).await?;
