@@ -40,6 +40,10 @@ pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
+pub use rest::{
+    BucketSpec, MessageRecord, RestFault, RestLimits, RestRecord, RoleChange, Violation,
+    busiest_second, busiest_window,
+};
 pub use sim::{BACKPRESSURE_FRAMES, Simulator};
 pub use state::{CallbackRecord, IdentifyRecord, ResumeRecord, Sent, SimEvent};
 pub use traffic::{Mix, Pacer, TrafficPlan, realistic_event};

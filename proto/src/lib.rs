@@ -7,6 +7,7 @@ mod guild;
 pub mod headers;
 pub mod kv;
 pub mod payload;
+pub mod rest;
 pub mod subject;
 pub mod topology;
 
