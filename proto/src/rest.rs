@@ -6,6 +6,10 @@
 //! Discord's 429 body (`message`, `retry_after` in seconds, `global`) plus
 //! `shardline_refused`, so a Discord client library parses it as an API error and a
 //! caller that knows the proxy can tell it from Discord's own answer.
+//!
+//! A refusal to retry later is a 503 with `Retry-After`, never a 429: Discord
+//! client libraries retry a 429 by themselves (twilight-http 0.18 at once and
+//! without end), so a 429 would never reach the code that should answer Retry.
 
 use std::time::Duration;
 
@@ -30,9 +34,9 @@ pub const FORWARDED_HEADER: &str = "x-shardline-forwarded";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalKind {
-    /// 429: the rate limit would make the request wait longer than its budget.
+    /// 503: the rate limit would make the request wait longer than its budget.
     WaitBudget,
-    /// 429: the invalid-request guard tripped (too many 401/403/429 in 10 minutes);
+    /// 503: the invalid-request guard tripped (too many 401/403/429 in 10 minutes);
     /// nothing is sent until the window drops below the threshold.
     InvalidRequests,
     /// 401: Discord answered 401 for this token; nothing is sent with it again.
@@ -84,9 +88,8 @@ impl RefusalKind {
     /// The HTTP status the proxy answers with.
     pub const fn status(self) -> u16 {
         match self {
-            Self::WaitBudget | Self::InvalidRequests => 429,
             Self::TokenRejected => 401,
-            Self::NoHolder | Self::ShuttingDown => 503,
+            Self::WaitBudget | Self::InvalidRequests | Self::NoHolder | Self::ShuttingDown => 503,
             Self::MalformedPath => 400,
             Self::BodyTooLarge => 413,
             Self::UpstreamTimeout => 504,

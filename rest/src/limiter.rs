@@ -163,7 +163,8 @@ impl Limiter {
                 match ready {
                     Ready::Now => {
                         let send_at = slot.unwrap_or(now);
-                        if send_at > deadline {
+                        // What can go now always goes, whatever the budget.
+                        if send_at > now && send_at > deadline {
                             return Err(Refused::WaitBudget(send_at - now));
                         }
                         if global {
