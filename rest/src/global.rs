@@ -5,7 +5,9 @@
 //! fewer than `limit` booked sends, then waits for it. Booked times never decrease,
 //! so the queue is first come, first served, and a request knows at once how long
 //! it would wait (and can be refused if that is past its budget) without waking
-//! anyone else.
+//! anyone else. A request whose task wakes late (a busy machine) would crowd the
+//! window after it, so the actual send times are kept too and checked once more
+//! right before sending.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -18,6 +20,7 @@ pub struct Global {
     limit: usize,
     window: Duration,
     booked: VecDeque<Instant>,
+    sent: VecDeque<Instant>,
     blocked_until: Option<Instant>,
 }
 
@@ -28,6 +31,7 @@ impl Global {
             limit: limit.max(1) as usize,
             window,
             booked: VecDeque::new(),
+            sent: VecDeque::new(),
             blocked_until: None,
         }
     }
@@ -56,6 +60,26 @@ impl Global {
         self.booked.push_back(slot);
     }
 
+    /// Records a send at `now` if the window ending now has room by actual send
+    /// times; otherwise, when it will.
+    ///
+    /// # Errors
+    ///
+    /// The instant to try again.
+    pub fn send_now(&mut self, now: Instant) -> Result<(), Instant> {
+        while self.sent.front().is_some_and(|t| *t + self.window <= now) {
+            self.sent.pop_front();
+        }
+        if let Some(until) = self.blocked_until.filter(|u| *u > now) {
+            return Err(until);
+        }
+        if self.sent.len() >= self.limit {
+            return Err(self.sent[self.sent.len() - self.limit] + self.window);
+        }
+        self.sent.push_back(now);
+        Ok(())
+    }
+
     /// Discord answered a global 429: nothing before `until`.
     pub fn refused_until(&mut self, until: Instant) {
         self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
@@ -67,12 +91,15 @@ impl Global {
         self.refused_until(until);
     }
 
-    /// Booked sends in the second before `now` over the limit (0 to 1).
+    /// Sends in the second before `now` over the limit (0 to 1).
     pub fn fill(&mut self, now: Instant) -> f64 {
         self.prune(now);
         let second = Duration::from_secs(1);
+        while self.sent.front().is_some_and(|t| *t + self.window <= now) {
+            self.sent.pop_front();
+        }
         let recent = self
-            .booked
+            .sent
             .iter()
             .filter(|t| **t <= now && now.duration_since(**t) < second)
             .count();
@@ -85,9 +112,11 @@ impl Global {
         self.booked.iter().copied().collect()
     }
 
-    /// Restores booked send times (sorted) from the replicated state.
+    /// Restores booked send times (sorted) from the replicated state; they count as
+    /// sent too.
     pub fn restore(&mut self, mut booked: Vec<Instant>) {
         booked.sort_unstable();
+        self.sent = booked.iter().copied().collect();
         self.booked = booked.into();
     }
 }
@@ -129,6 +158,22 @@ mod tests {
         g.fill_until(until);
         assert_eq!(g.next_slot(now), until);
         g.book(until);
+        assert_eq!(g.send_now(now), Err(until));
+        assert_eq!(g.send_now(until), Ok(()));
         assert_eq!(g.fill(until), 1.0 / 50.0);
+    }
+
+    #[test]
+    fn a_late_send_holds_back_the_ones_booked_after_it() {
+        let window = Duration::from_secs(1);
+        let mut g = Global::new(2, window);
+        let now = Instant::now();
+        let late = now + Duration::from_millis(300);
+        // Two booked at `now`; the first actually goes 300 ms late.
+        assert_eq!(g.send_now(now), Ok(()));
+        assert_eq!(g.send_now(late), Ok(()));
+        // The third, booked for now + 1 s, must wait for the late one's window.
+        assert_eq!(g.send_now(now + window), Ok(()));
+        assert_eq!(g.send_now(now + window), Err(late + window));
     }
 }

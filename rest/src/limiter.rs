@@ -81,6 +81,8 @@ pub struct Permit {
     route_key: String,
     major: String,
     bucket: Option<(BucketKey, Ticket)>,
+    /// Whether the global limit applies.
+    global: bool,
     /// When to send it.
     pub send_at: Instant,
 }
@@ -179,6 +181,7 @@ impl Limiter {
                             route_key: route.key.clone(),
                             major: route.major.clone(),
                             bucket,
+                            global,
                             send_at,
                         });
                     }
@@ -213,6 +216,28 @@ impl Limiter {
                 () = notified => {}
                 () = tokio::time::sleep_until(until) => {}
             }
+        }
+    }
+
+    /// Waits, if need be, until the global window has room by actual send times,
+    /// and records the send; call right before sending (nothing for callbacks).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the send is recorded only when this returns.
+    pub async fn confirm_send(&self, permit: &Permit) {
+        if !permit.global {
+            return;
+        }
+        loop {
+            let retry = {
+                let mut st = self.lock();
+                match st.global(&permit.identity).send_now(Instant::now()) {
+                    Ok(()) => return,
+                    Err(at) => at,
+                }
+            };
+            tokio::time::sleep_until(retry).await;
         }
     }
 

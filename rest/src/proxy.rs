@@ -233,7 +233,10 @@ async fn send(app: &App, request: Checked) -> Response {
             }
         };
         let on_time = tokio::select! {
-            () = tokio::time::sleep_until(permit.send_at) => true,
+            () = async {
+                tokio::time::sleep_until(permit.send_at).await;
+                app.limiter.confirm_send(&permit).await;
+            } => true,
             () = app.shutdown.cancelled() => false,
         };
         if !on_time || !app.coord.may_send() {

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use common::{PATIENCE, TOKEN, call, client, config, holder, stack};
 use futures_util::future::join_all;
 use shardline_discord_sim::{RestLimits, Violation, busiest_second};
 use shardline_testkit::eventually;
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 use twilight_model::id::Id;
 
@@ -41,9 +41,11 @@ async fn two_hundred_channels_stay_under_the_global_limit_and_callbacks_skip_the
         }
     });
     // In the middle: a third of the messages have reached Discord.
-    eventually("a third of the messages at the simulator", PATIENCE, || async {
-        (sim.messages().len() as u64 >= MESSAGES / 3).then_some(())
-    })
+    eventually(
+        "a third of the messages at the simulator",
+        PATIENCE,
+        || async { (sim.messages().len() as u64 >= MESSAGES / 3).then_some(()) },
+    )
     .await;
     // A wait budget of 0: a callback that had to wait for the global limit would
     // be refused rather than sent late.

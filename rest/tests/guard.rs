@@ -41,7 +41,14 @@ async fn a_403_route_trips_the_guard_before_the_ban() {
     assert_eq!(body.shardline_refused, RefusalKind::InvalidRequests);
     assert!(body.retry_after().as_secs() >= 590, "{body:?}");
     // Fleet-wide: a healthy route is held too, and never reaches Discord.
-    let healthy = call(proxy.addr(), "POST", "/api/v10/channels/1/messages", &[], "{}").await;
+    let healthy = call(
+        proxy.addr(),
+        "POST",
+        "/api/v10/channels/1/messages",
+        &[],
+        "{}",
+    )
+    .await;
     assert_eq!(healthy.header(REFUSED_HEADER), Some("invalid_requests"));
     // Counted at the simulator: under its limit, no ban.
     assert_eq!(sim.rest_invalid_requests(), GUARD as usize);
@@ -58,7 +65,11 @@ async fn a_401_stops_all_sending_with_that_token() {
     let path = "/api/v10/channels/5/messages";
     let bad = ["Authorization: Bot reset-token"];
     let first = call(proxy.addr(), "POST", path, &bad, "{}").await;
-    assert_eq!((first.status, first.header(REFUSED_HEADER)), (401, None), "Discord's 401");
+    assert_eq!(
+        (first.status, first.header(REFUSED_HEADER)),
+        (401, None),
+        "Discord's 401"
+    );
     for _ in 0..5 {
         let again = call(proxy.addr(), "POST", path, &bad, "{}").await;
         assert_eq!(again.status, 401);

@@ -104,14 +104,24 @@ async fn a_wait_budget_shorter_than_the_reset_is_refused_at_once() {
         assert_eq!(a.status, 200);
     }
     let asked = Instant::now();
-    let refused = call(proxy.addr(), "POST", path, &["X-Shardline-Max-Wait-Ms: 200"], "{}").await;
+    let refused = call(
+        proxy.addr(),
+        "POST",
+        path,
+        &["X-Shardline-Max-Wait-Ms: 200"],
+        "{}",
+    )
+    .await;
     let answered_in = asked.elapsed();
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header(REFUSED_HEADER), Some("wait_budget"));
     let body = Refusal::from_body(refused.body.as_bytes()).expect("the proxy's refusal");
     assert_eq!(body.shardline_refused, RefusalKind::WaitBudget);
     let retry = body.retry_after();
-    assert!(retry > Duration::from_secs(55) && retry <= Duration::from_secs(60), "{retry:?}");
+    assert!(
+        retry > Duration::from_secs(55) && retry <= Duration::from_secs(60),
+        "{retry:?}"
+    );
     let secs: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert_eq!(secs, retry.as_secs() + 1);
     // At once: long before the budget could have been waited, let alone the reset.
@@ -152,7 +162,10 @@ async fn each_token_has_its_own_global_limit() {
         .build();
     let sends = (0..EACH as u64).flat_map(|i| {
         [(&own, i), (&theirs, i)].map(|(http, i)| async move {
-            http.create_message(Id::new(1000 + i)).content("x").await.map(drop)
+            http.create_message(Id::new(1000 + i))
+                .content("x")
+                .await
+                .map(drop)
         })
     });
     let results = join_all(sends).await;
@@ -160,7 +173,10 @@ async fn each_token_has_its_own_global_limit() {
     let records = sim.rest_requests();
     assert_eq!(sim.rest_violations(), 0);
     for token in [TOKEN, other] {
-        let sent = records.iter().filter(|r| r.bot.as_deref() == Some(token)).count();
+        let sent = records
+            .iter()
+            .filter(|r| r.bot.as_deref() == Some(token))
+            .count();
         assert_eq!(sent, EACH, "{token}");
         let busiest = busiest_second(&records, Some(token));
         assert!(busiest <= 5, "{token}: {busiest} in one second");

@@ -230,7 +230,7 @@ impl Handler for InteractionHandler {
                     Ok(_) => Outcome::Success,
                     Err(e) => {
                         tracing::warn!(interaction = %interaction.id, command = name, error = %e, "editing the response failed; retrying");
-                        Outcome::retry()
+                        crate::rest_refusal::outcome(&e).unwrap_or_else(Outcome::retry)
                     }
                 }
             }

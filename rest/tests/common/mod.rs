@@ -72,7 +72,10 @@ pub fn client(addr: SocketAddr, max_wait: Option<Duration>) -> twilight_http::Cl
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             MAX_WAIT_HEADER,
-            wait.as_millis().to_string().parse().expect("a header value"),
+            wait.as_millis()
+                .to_string()
+                .parse()
+                .expect("a header value"),
         );
         builder = builder.default_headers(headers);
     }
@@ -105,7 +108,14 @@ impl Answer {
 /// One HTTP/1.1 exchange on its own connection: `head` is the request line and
 /// headers without the final blank line.
 pub async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        // Not listening (yet, or any more): status 0.
+        return Answer {
+            status: 0,
+            head: String::new(),
+            body: String::new(),
+        };
+    };
     let mut request = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
     request.extend_from_slice(body);
     // The proxy may answer (413) before reading everything: a failed write is fine.
@@ -122,7 +132,13 @@ pub async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
 }
 
 /// `METHOD path` with a JSON body and optional extra header lines.
-pub async fn call(addr: SocketAddr, method: &str, path: &str, extra: &[&str], body: &str) -> Answer {
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+    body: &str,
+) -> Answer {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: {}",
         body.len()
