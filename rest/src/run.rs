@@ -132,7 +132,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Proxy,
         auth: config.nats_auth.clone(),
     })
     .await
-    .map_err(|e| Error::new(ErrorKind::Nats, e.to_string()))?;
+    .map_err(|e| Error::new(ErrorKind::Nats, format!("NATS at {}: {e}", config.nats_url)))?;
     let js = jetstream::new(client.clone());
     let lease = open_bucket(&js, LEASE, config.lease_ttl(), config.stream_replicas).await?;
     let state = open_bucket(&js, STATE, STATE.max_age, config.stream_replicas).await?;

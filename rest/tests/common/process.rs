@@ -64,12 +64,17 @@ impl ProxyProcess {
     }
 
     /// Sends `signal` (`TERM`, `KILL`) and waits; returns the status and stderr.
-    pub async fn signal_and_wait(mut self, signal: &str) -> (ExitStatus, String) {
+    pub async fn signal_and_wait(self, signal: &str) -> (ExitStatus, String) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.pid().to_string()])
             .status()
             .expect("send a signal");
         assert!(status.success(), "kill -{signal}");
+        self.wait_exit().await
+    }
+
+    /// Waits for the process to exit on its own; returns the status and stderr.
+    pub async fn wait_exit(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let reader = self.stderr.take().expect("stderr reader");
         let (status, stderr) = tokio::task::spawn_blocking(move || {
