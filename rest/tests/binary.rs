@@ -15,10 +15,19 @@ use shardline_testkit::{NatsServer, eventually};
 async fn bad_settings_stop_the_binary_with_a_clear_error() {
     let (nats, sim) = stack(RestLimits::default()).await;
     let cases = [
-        (vec![("REST_GLOBAL_LIMIT", "0".to_owned())], "REST_GLOBAL_LIMIT"),
-        (vec![("REST_UPSTREAM_URL", "discord.com".to_owned())], "REST_UPSTREAM_URL"),
         (
-            vec![("DISCORD_TOKEN", String::new()), ("DISCORD_TOKEN_FILE", "/nonexistent/token".to_owned())],
+            vec![("REST_GLOBAL_LIMIT", "0".to_owned())],
+            "REST_GLOBAL_LIMIT",
+        ),
+        (
+            vec![("REST_UPSTREAM_URL", "discord.com".to_owned())],
+            "REST_UPSTREAM_URL",
+        ),
+        (
+            vec![
+                ("DISCORD_TOKEN", String::new()),
+                ("DISCORD_TOKEN_FILE", "/nonexistent/token".to_owned()),
+            ],
             "DISCORD_TOKEN_FILE",
         ),
         (vec![("NATS_URL", "nats://127.0.0.1:1".to_owned())], "NATS"),
@@ -32,7 +41,9 @@ async fn bad_settings_stop_the_binary_with_a_clear_error() {
 }
 
 async fn metrics_text(proxy: &ProxyProcess) -> String {
-    common::raw(proxy.addr, "GET /metrics HTTP/1.1\r\nHost: proxy", b"").await.body
+    common::raw(proxy.addr, "GET /metrics HTTP/1.1\r\nHost: proxy", b"")
+        .await
+        .body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +66,10 @@ async fn sigterm_hands_the_lease_over_cleanly_and_the_token_stays_secret() {
         first.is_holder().await.then_some(())
     })
     .await;
-    let from_file = [("DISCORD_TOKEN", String::new()), ("DISCORD_TOKEN_FILE", file.display().to_string())];
+    let from_file = [
+        ("DISCORD_TOKEN", String::new()),
+        ("DISCORD_TOKEN_FILE", file.display().to_string()),
+    ];
     let second = ProxyProcess::spawn(&sim, &nats.url(), &from_file);
     eventually("the second proxy standing by", PATIENCE, || async {
         let (status, body) = second.readyz().await;
@@ -64,7 +78,14 @@ async fn sigterm_hands_the_lease_over_cleanly_and_the_token_stays_secret() {
     .await;
     // Through the standby (forwarded) and the holder.
     for proxy in [&first, &second] {
-        let a = call(proxy.addr, "POST", "/api/v10/channels/1/messages", &[], r#"{"content":"hi"}"#).await;
+        let a = call(
+            proxy.addr,
+            "POST",
+            "/api/v10/channels/1/messages",
+            &[],
+            r#"{"content":"hi"}"#,
+        )
+        .await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
     let text = metrics_text(&first).await;
@@ -94,12 +115,25 @@ async fn sigterm_hands_the_lease_over_cleanly_and_the_token_stays_secret() {
     })
     .await;
     let took = metrics_text(&second).await;
-    assert!(took.contains(r#"discord_rest_takeovers_total{kind="clean"} 1"#), "{took}");
-    let after = call(second.addr, "POST", "/api/v10/channels/1/messages", &[], "{}").await;
+    assert!(
+        took.contains(r#"discord_rest_takeovers_total{kind="clean"} 1"#),
+        "{took}"
+    );
+    let after = call(
+        second.addr,
+        "POST",
+        "/api/v10/channels/1/messages",
+        &[],
+        "{}",
+    )
+    .await;
     assert_eq!(after.status, 200);
     let (_, second_log) = second.signal_and_wait("TERM").await;
     assert_eq!(sim.rest_violations(), 0);
     for log in [&first_log, &second_log] {
-        assert!(!log.contains(SECRET) && !log.contains("c2VjcmV0"), "the token in a log");
+        assert!(
+            !log.contains(SECRET) && !log.contains("c2VjcmV0"),
+            "the token in a log"
+        );
     }
 }

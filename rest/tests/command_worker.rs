@@ -38,21 +38,40 @@ async fn a_refused_edit_becomes_a_retry_after_the_proxys_time() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let d = shardline_discord_sim::fixtures::interaction_create(sim.guilds(0)[0], &mut rng);
     let v: serde_json::Value = serde_json::from_str(&d).unwrap();
-    let (app, token) = (v["application_id"].as_str().unwrap(), v["token"].as_str().unwrap());
+    let (app, token) = (
+        v["application_id"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    );
     // Another sender edited the response just now: its bucket is used up (and the
     // proxy knows the route's bucket, as it does once any edit has gone out; the
     // first request of a route it has never seen cannot know what it shares).
     let earlier = format!("/api/v10/webhooks/{app}/{token}/messages/@original");
-    let used = call(proxy.addr(), "PATCH", &earlier, &[], r#"{"content":"earlier"}"#).await;
+    let used = call(
+        proxy.addr(),
+        "PATCH",
+        &earlier,
+        &[],
+        r#"{"content":"earlier"}"#,
+    )
+    .await;
     assert_eq!(used.status, 200);
 
-    let http = Arc::new(commands::http_client(Some(&format!("http://{}", proxy.addr())), None));
-    let handler = InteractionHandler::new(&js, http, commands::reference()).await.unwrap();
+    let http = Arc::new(commands::http_client(
+        Some(&format!("http://{}", proxy.addr())),
+        None,
+    ));
+    let handler = InteractionHandler::new(&js, http, commands::reference())
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(
         Worker::new(&COMMAND_WORKER, commands::handlers(handler)).run(client, shutdown.clone()),
     );
-    js.publish("commands.interaction", d.into()).await.unwrap().await.unwrap();
+    js.publish("commands.interaction", d.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let callbacks = eventually("the response edited by the worker", PATIENCE, || async {
         let all = sim.interaction_callbacks();
@@ -60,14 +79,21 @@ async fn a_refused_edit_becomes_a_retry_after_the_proxys_time() {
     })
     .await;
     let kinds: Vec<&str> = callbacks.iter().map(|c| c.kind).collect();
-    assert_eq!(kinds, ["edit", "callback", "edit"], "deferred once, edited once more");
+    assert_eq!(
+        kinds,
+        ["edit", "callback", "edit"],
+        "deferred once, edited once more"
+    );
     assert!(callbacks[2].body.contains("pong"));
     assert_eq!(sim.rest_violations(), 0, "the edit waited for the bucket");
     // The worker answered Retry once (its refused edit), then Success.
     let metrics = shardline_rest::metrics::handle().unwrap().render();
     let retries = metrics
         .lines()
-        .find(|l| l.starts_with("nats_consumer_messages_processed_total") && l.contains(r#"status="retry""#))
+        .find(|l| {
+            l.starts_with("nats_consumer_messages_processed_total")
+                && l.contains(r#"status="retry""#)
+        })
         .unwrap_or_default()
         .to_owned();
     assert!(retries.ends_with(" 1"), "{retries}");
