@@ -13,6 +13,11 @@ locals {
         secrets = [aws_secretsmanager_secret.nats_user["gateway"].arn, local.discord_token_secret_arn]
         log     = "gateway"
       }
+      # The bot token for REST lives with the proxy only; workers have none.
+      rest = {
+        secrets = [aws_secretsmanager_secret.nats_user["rest"].arn, local.discord_token_secret_arn]
+        log     = "rest"
+      }
     },
     { for k, w in var.workers : k => {
       secrets = [aws_secretsmanager_secret.nats_user[w.nats_user].arn]

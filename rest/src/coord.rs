@@ -137,7 +137,13 @@ impl Coordinator {
     /// Runs until `stop`: takes the lease when it is free, refreshes and replicates
     /// while holding it.
     pub async fn run(self, replicate_every: Duration, stop: CancellationToken) {
-        let mut watch = self.lease.watch(LEASE_KEY).await.ok();
+        let mut watch = match self.lease.watch(LEASE_KEY).await {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the lease; a released lease is taken at the next poll");
+                None
+            }
+        };
         let refresh_every = self.ttl / 3;
         let mut last_refresh = Instant::now();
         loop {

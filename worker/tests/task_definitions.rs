@@ -3,7 +3,8 @@
 //! Dockerfiles install, its flags exist, and every environment variable and secret it
 //! sets is one the binary reads (clap's `env` names, or a secret read from the
 //! environment only). A renamed flag or variable fails here. The NATS containers set
-//! every variable the shipped nats.conf reads.
+//! every variable the shipped nats.conf reads. The bot token is a secret of the
+//! gateway and the REST proxy only, and the command worker sends through the proxy.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -227,6 +228,11 @@ fn accepts(binary: &str) -> Accepts {
                 .insert(shardline_gateway::DISCORD_TOKEN_ENV.to_owned());
             a
         }
+        "shardline-rest" => {
+            let mut a = from_clap(&shardline_rest::Config::command());
+            a.env.insert(shardline_rest::DISCORD_TOKEN_ENV.to_owned());
+            a
+        }
         worker => from_help(worker),
     };
     accepts.env.extend(
@@ -275,7 +281,7 @@ fn installed(path: &str) -> bool {
 
 fn dockerfiles() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
-    ["gateway.Dockerfile", "worker.Dockerfile"]
+    ["gateway.Dockerfile", "worker.Dockerfile", "rest.Dockerfile"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
         .collect()
@@ -294,8 +300,8 @@ fn task_definitions_match_the_binaries() {
         .collect();
     assert_eq!(
         binaries,
-        BTreeSet::from(["shardline-gateway"]),
-        "workers take their binary from var.workers; the gateway is literal"
+        BTreeSet::from(["shardline-gateway", "shardline-rest"]),
+        "workers take their binary from var.workers; the gateway and the proxy are literal"
     );
     assert!(installed("/usr/local/bin/shardline-healthcheck"));
     for container in &shardline {
@@ -309,6 +315,11 @@ fn task_definitions_match_the_binaries() {
             container.health[1..],
             ["/usr/local/bin/shardline-healthcheck"]
         );
+        // The healthcheck asks /healthz on one of these.
+        assert!(
+            container.env.contains("METRICS_ADDR") || container.env.contains("REST_LISTEN"),
+            "{container:?}"
+        );
         for needed in [
             "NATS_URL",
             "NATS_USER",
@@ -316,7 +327,10 @@ fn task_definitions_match_the_binaries() {
             "DISCORD_TOKEN",
             "STREAM_REPLICAS",
         ] {
-            assert!(container.env.contains(needed), "gateway sets {needed}");
+            assert!(
+                container.env.contains(needed),
+                "{container:?} sets {needed}"
+            );
         }
     }
 }
@@ -401,4 +415,62 @@ fn nats_containers_set_what_the_shipped_config_reads() {
         );
     }
     assert!(nats.env.contains("NATS_CONFIG"));
+}
+
+/// The expression of `locals { name = ... }` in `file` (under terraform/).
+fn local_value(file: &str, name: &str) -> Expression {
+    let text = std::fs::read_to_string(terraform_dir().join(file)).unwrap();
+    let body: Body = hcl::parse(&text).unwrap();
+    body.blocks()
+        .filter(|b| b.identifier() == "locals")
+        .flat_map(|b| b.body().attributes())
+        .find(|a| a.key() == name)
+        .map(|a| a.expr().clone())
+        .unwrap_or_else(|| panic!("{file} has no local {name}"))
+}
+
+/// Variables only one worker binary gets (`local.worker_binary_env` in workers.tf)
+/// are read by that binary; the command worker sends through the REST proxy; no
+/// worker holds the bot token, the proxy does.
+#[test]
+fn the_bot_token_is_the_proxys_and_the_command_worker_sends_through_it() {
+    let Expression::Object(by_binary) = local_value("workers.tf", "worker_binary_env") else {
+        panic!("worker_binary_env is a map");
+    };
+    for (binary, list) in &by_binary {
+        let binary = key_name(binary).expect("a binary name");
+        let mut env = BTreeSet::new();
+        names(list, &mut env);
+        let container = Container {
+            file: "workers.tf".to_owned(),
+            command: vec![format!("/usr/local/bin/{binary}")],
+            health: Vec::new(),
+            env,
+        };
+        assert_eq!(problems(&container), Vec::<String>::new(), "{binary}");
+    }
+    let workers = std::fs::read_to_string(terraform_dir().join("workers.tf")).unwrap();
+    assert!(workers.contains(r#"{ name = "DISCORD_API_URL", value = local.rest_url }"#));
+    let rest = std::fs::read_to_string(terraform_dir().join("rest.tf")).unwrap();
+    assert!(rest.contains(
+        r#"rest_url  = "http://rest.${var.service_discovery_namespace}:${local.rest_port}""#
+    ));
+    let all = containers();
+    let worker = all
+        .iter()
+        .find(|c| c.file.ends_with("workers.tf") && c.env.contains("NATS_URL"))
+        .expect("the worker container");
+    assert!(
+        !worker.env.contains("DISCORD_TOKEN"),
+        "workers hold no bot token"
+    );
+    let proxy = all
+        .iter()
+        .find(|c| {
+            c.command
+                .first()
+                .is_some_and(|c| c.ends_with("/shardline-rest"))
+        })
+        .expect("the REST proxy container");
+    assert!(proxy.env.contains("DISCORD_TOKEN") && proxy.env.contains("REST_LISTEN"));
 }
