@@ -210,7 +210,8 @@ mod tests {
     fn inconsistent_settings_are_refused_by_name() {
         let base = Config::new("http://127.0.0.1:1", "nats://127.0.0.1:4222");
         assert!(base.validate().is_ok());
-        let cases: [(&str, fn(&mut Config)); 4] = [
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 4] = [
             ("REST_GLOBAL_LIMIT", |c| c.global_limit = 0),
             ("REST_REPLICATE_INTERVAL_MS", |c| {
                 c.replicate_interval_ms = 5_000

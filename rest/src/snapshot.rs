@@ -88,7 +88,7 @@ impl Clock {
         }
     }
 
-    fn from_unix(self, ms: u64) -> Instant {
+    fn instant_of(self, ms: u64) -> Instant {
         if ms >= self.unix_ms {
             self.now + Duration::from_millis(ms - self.unix_ms)
         } else {
@@ -200,15 +200,15 @@ impl Limiter {
             };
             let mut bucket = Bucket::new(Some(saved.limit), now);
             bucket.used = saved.limit.saturating_sub(saved.remaining);
-            bucket.reset_at = saved.reset_at_ms.map(|ms| clock.from_unix(ms));
-            bucket.blocked_until = saved.blocked_until_ms.map(|ms| clock.from_unix(ms));
+            bucket.reset_at = saved.reset_at_ms.map(|ms| clock.instant_of(ms));
+            bucket.blocked_until = saved.blocked_until_ms.map(|ms| clock.instant_of(ms));
             st.buckets.insert(key, bucket);
         }
         for saved in &snap.globals {
             let booked = saved
                 .booked_ms
                 .iter()
-                .map(|ms| clock.from_unix(*ms))
+                .map(|ms| clock.instant_of(*ms))
                 .collect();
             st.global(&saved.identity).restore(booked);
         }
