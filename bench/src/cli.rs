@@ -46,6 +46,8 @@ pub enum Scenario {
     Storm,
     /// Interaction deadline: read -> deferred response at the simulator.
     Interaction,
+    /// The REST proxy: added latency and throughput.
+    Rest,
 }
 
 /// Benchmark settings; `--quick` shrinks every count for CI.
@@ -84,6 +86,15 @@ pub struct BenchArgs {
     /// Seconds of the interaction deadline scenario.
     #[arg(long, default_value_t = 10.0)]
     pub interaction_seconds: f64,
+    /// Sequential requests per path (direct, through the REST proxy) for latency.
+    #[arg(long, default_value_t = 5_000)]
+    pub rest_requests: usize,
+    /// Requests per path for the REST proxy's throughput.
+    #[arg(long, default_value_t = 50_000)]
+    pub rest_throughput_requests: usize,
+    /// Requests in flight for the REST proxy's throughput.
+    #[arg(long, default_value_t = 128)]
+    pub rest_concurrency: usize,
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -106,6 +117,9 @@ impl BenchArgs {
             a.storm_seconds = 1.0;
             a.interaction_rate = 500;
             a.interaction_seconds = 1.0;
+            a.rest_requests = 200;
+            a.rest_throughput_requests = 1_000;
+            a.rest_concurrency = 16;
         }
         if a.only.is_empty() {
             a.only = Scenario::value_variants().to_vec();
@@ -138,6 +152,9 @@ pub struct RoleArgs {
     /// Simulator REST base to defer interactions through (worker role).
     #[arg(long)]
     pub defer_via: Option<String>,
+    /// Where to listen (REST proxy role).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
 }
 
 /// The child roles.
@@ -151,6 +168,8 @@ pub enum RoleKind {
     Baseline,
     /// Baseline no-op drain.
     Drain,
+    /// The Discord REST proxy (upstream in `--url`).
+    RestProxy,
 }
 
 /// The simulator's bot token.
@@ -191,5 +210,6 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<()> {
         }
         RoleKind::Worker => roles::worker(consumer).await,
         RoleKind::Drain => roles::drain(consumer).await,
+        RoleKind::RestProxy => crate::rest::role(args.nats, args.url, args.listen).await,
     }
 }

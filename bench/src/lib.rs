@@ -9,6 +9,7 @@ pub mod env;
 pub mod fixture;
 pub mod load;
 pub mod report;
+pub mod rest;
 pub mod roles;
 pub mod stats;
 pub mod throughput;

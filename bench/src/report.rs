@@ -59,6 +59,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         json["interaction"] = serde_json::to_value(&run)?;
     }
+    if args.only.contains(&Scenario::Rest) {
+        eprintln!(
+            "REST proxy: {} sequential requests, {} at {} in flight",
+            args.rest_requests, args.rest_throughput_requests, args.rest_concurrency
+        );
+        let run = crate::rest::measure(
+            &env,
+            args.rest_requests,
+            args.rest_throughput_requests,
+            args.rest_concurrency,
+        )
+        .await?;
+        out.push_str(&crate::rest::summarize(&run));
+        json["rest"] = serde_json::to_value(&run)?;
+    }
     println!("{out}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
