@@ -267,16 +267,24 @@ impl Limiter {
         let mut learned = None;
         if let Some(b) = &info.bucket {
             let reset_at = b.reset_instant(answer.sent, now);
-            st.routes
-                .insert(permit.route_key.clone(), Some(b.bucket.clone()));
-            let period = st.limits.get(&b.bucket).map_or(b.reset_after, |l| l.period);
-            st.limits.insert(
-                b.bucket.clone(),
-                BucketLimit {
-                    limit: b.limit,
-                    period: period.max(b.reset_after),
-                },
-            );
+            // Learned once per route and bucket id; after that only looked up.
+            if st.routes.get(&permit.route_key).and_then(Option::as_ref) != Some(&b.bucket) {
+                st.routes
+                    .insert(permit.route_key.clone(), Some(b.bucket.clone()));
+            }
+            match st.limits.get_mut(&b.bucket) {
+                Some(known) => {
+                    known.limit = b.limit;
+                    known.period = known.period.max(b.reset_after);
+                }
+                None => {
+                    let limit = BucketLimit {
+                        limit: b.limit,
+                        period: b.reset_after,
+                    };
+                    st.limits.insert(b.bucket.clone(), limit);
+                }
+            }
             let key = BucketKey {
                 identity: permit.identity.clone(),
                 bucket: b.bucket.clone(),
