@@ -105,7 +105,13 @@ impl Bucket {
             None if self.in_flight == 0 => Ready::Now,
             None => Ready::Answer,
             Some(limit) if self.used + self.foreign < limit => Ready::Now,
-            Some(_) => self.reset_at.map_or(Ready::Answer, Ready::At),
+            Some(_) => match self.reset_at {
+                Some(reset) => Ready::At(reset),
+                // Every answer came without the bucket's headers: nothing will say
+                // when the window ends, so one request goes to find out.
+                None if self.in_flight == 0 => Ready::Now,
+                None => Ready::Answer,
+            },
         }
     }
 
@@ -206,6 +212,16 @@ mod tests {
         // Discord says 3 were counted when ours was the first: 2 foreign.
         b.answered(t, Some((&info(5, 2), reset)), now);
         assert_eq!((b.foreign, b.remaining()), (2, 2));
+    }
+
+    #[test]
+    fn a_full_window_nobody_will_describe_sends_one_to_find_out() {
+        let now = Instant::now();
+        let mut b = Bucket::new(Some(1), now);
+        let t = b.take(now);
+        assert_eq!(b.ready(now), Ready::Answer);
+        b.answered(t, None, now);
+        assert_eq!(b.ready(now), Ready::Now);
     }
 
     #[test]

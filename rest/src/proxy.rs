@@ -234,7 +234,10 @@ async fn send(app: &App, request: Checked) -> Response {
         };
         let on_time = tokio::select! {
             () = async {
-                tokio::time::sleep_until(permit.send_at).await;
+                // A timer, even one already due, fires on the next millisecond tick.
+                if permit.send_at > Instant::now() {
+                    tokio::time::sleep_until(permit.send_at).await;
+                }
                 app.limiter.confirm_send(&permit).await;
             } => true,
             () = app.shutdown.cancelled() => false,
