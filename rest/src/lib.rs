@@ -16,6 +16,7 @@ mod proxy;
 mod route;
 mod run;
 mod snapshot;
+mod table;
 mod upstream;
 
 pub use config::{Config, DISCORD_MAX_BODY, DISCORD_TOKEN_ENV};

@@ -8,60 +8,19 @@
 //! [`Permit`] to send at [`Permit::send_at`]. [`Limiter::complete`] learns from the
 //! answer.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::bucket::{Bucket, Ready, Ticket};
-use crate::global::Global;
-use crate::guard::{Guard, unix_now};
+use crate::guard::unix_now;
 use crate::headers::RateLimitInfo;
 use crate::route::{Route, RouteClass};
+pub(crate) use crate::table::{BucketKey, BucketLimit, Quarantine, State};
 
 /// How long an idle bucket is remembered after its window.
 const FORGET_AFTER: Duration = Duration::from_secs(120);
-
-/// A bucket of one token (identity) and top-level resource.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct BucketKey {
-    pub identity: String,
-    /// Discord's bucket id, or `?METHOD template` while the route's is unknown.
-    pub bucket: String,
-    pub major: String,
-}
-
-/// What is known about a bucket id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BucketLimit {
-    pub limit: u32,
-    /// The longest `Reset-After` seen: the window's length.
-    pub period: Duration,
-}
-
-/// A successor that could not know what its predecessor sent last: everything
-/// waits as if the predecessor had used every limit right before `since`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quarantine {
-    pub since: Instant,
-    /// For buckets whose window length is not known.
-    pub default: Duration,
-}
-
-#[derive(Debug)]
-pub(crate) struct State {
-    /// Route key -> bucket id (`None`: the route has no bucket).
-    pub routes: HashMap<String, Option<String>>,
-    pub limits: HashMap<String, BucketLimit>,
-    pub buckets: HashMap<BucketKey, Bucket>,
-    pub globals: HashMap<String, Global>,
-    pub guard: Guard,
-    pub revoked: HashSet<String>,
-    pub quarantine: Option<Quarantine>,
-    global_limit: u32,
-    window: Duration,
-}
 
 /// Why a request is not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,17 +70,7 @@ impl Limiter {
     /// `invalid_limit`.
     pub fn new(global_limit: u32, window: Duration, invalid_limit: u32) -> Self {
         Self {
-            state: Mutex::new(State {
-                routes: HashMap::new(),
-                limits: HashMap::new(),
-                buckets: HashMap::new(),
-                globals: HashMap::new(),
-                guard: Guard::new(invalid_limit),
-                revoked: HashSet::new(),
-                quarantine: None,
-                global_limit,
-                window,
-            }),
+            state: Mutex::new(State::new(global_limit, window, invalid_limit)),
         }
     }
 
@@ -381,49 +330,5 @@ impl Limiter {
         {
             st.quarantine = None;
         }
-    }
-}
-
-impl State {
-    fn bucket_key(&self, identity: &str, route: &Route) -> Option<BucketKey> {
-        let bucket = match self.routes.get(&route.key) {
-            Some(None) => return None,
-            Some(Some(hash)) => hash.clone(),
-            None => format!("?{}", route.key),
-        };
-        Some(BucketKey {
-            identity: identity.to_owned(),
-            bucket,
-            major: route.major.clone(),
-        })
-    }
-
-    /// The bucket of `key`, created as a fresh window (with the bucket id's limit,
-    /// when known) and held back during a quarantine.
-    pub(crate) fn bucket(&mut self, key: &BucketKey, now: Instant) -> &mut Bucket {
-        if !self.buckets.contains_key(key) {
-            let known = self.limits.get(&key.bucket).copied();
-            let mut bucket = Bucket::new(known.map(|l| l.limit), now);
-            if let Some(q) = self.quarantine {
-                let until = q.since + known.map_or(q.default, |l| l.period);
-                if until > now {
-                    bucket.blocked_until = Some(until);
-                }
-            }
-            self.buckets.insert(key.clone(), bucket);
-        }
-        self.buckets.get_mut(key).expect("inserted")
-    }
-
-    /// The global window of `identity`, created empty (full during a quarantine).
-    pub(crate) fn global(&mut self, identity: &str) -> &mut Global {
-        if !self.globals.contains_key(identity) {
-            let mut global = Global::new(self.global_limit, self.window);
-            if let Some(q) = self.quarantine {
-                global.fill_until(q.since + self.window);
-            }
-            self.globals.insert(identity.to_owned(), global);
-        }
-        self.globals.get_mut(identity).expect("inserted")
     }
 }
