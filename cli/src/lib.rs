@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod args;
+pub mod backup;
 pub mod dlq;
 mod error;
 pub mod output;
@@ -54,8 +55,72 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             0
         }
         Command::Topology { command } => topology::run(&js, command, json).await?,
-        Command::Status(_) | Command::Backup(_) | Command::Restore(_) => todo!(),
+        Command::Backup(args) => {
+            let source = match (args.stream, args.kv) {
+                (Some(stream), None) => backup::Source::Stream(stream),
+                (None, Some(bucket)) => backup::Source::Kv(bucket),
+                _ => return Err(Error::new(ErrorKind::Usage, "give --stream or --kv")),
+            };
+            let manifest = backup::backup(&client, &source, &args.dir, true).await?;
+            let summary = serde_json::json!({
+                "stream": manifest.stream,
+                "dir": args.dir,
+                "messages": manifest.messages,
+                "first_sequence": manifest.first_sequence,
+                "last_sequence": manifest.last_sequence,
+                "segments": manifest.segments.len(),
+            });
+            print_summary(json, &summary, || {
+                format!(
+                    "backed up {} messages of {} (sequences {}..={}) into {}",
+                    manifest.messages,
+                    manifest.stream,
+                    manifest.first_sequence,
+                    manifest.last_sequence,
+                    args.dir.display()
+                )
+            })?;
+            0
+        }
+        Command::Restore(args) => {
+            let options = backup::RestoreOptions {
+                force: args.force,
+                replicas: args.replicas,
+                renumber: args.renumber,
+                progress: true,
+            };
+            let summary = backup::restore(&js, &args.dir, options).await?;
+            let value = serde_json::to_value(&summary)
+                .map_err(|e| Error::with_source(ErrorKind::Io, "writing JSON", e))?;
+            print_summary(json, &value, || {
+                format!(
+                    "restored {} messages into {} (R{}; sequence numbers {}{})",
+                    summary.messages,
+                    summary.stream,
+                    summary.replicas,
+                    if summary.sequences_kept { "kept" } else { "renumbered" },
+                    if summary.replaced { "; the existing stream was replaced" } else { "" }
+                )
+            })?;
+            0
+        }
+        Command::Status(_) => todo!(),
     };
     let _ = client.flush().await;
     Ok(code)
+}
+
+fn print_summary(
+    json: bool,
+    value: &serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    if json {
+        let out = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::with_source(ErrorKind::Io, "writing JSON", e))?;
+        println!("{out}");
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod streams;
+
 use std::time::Duration;
 
 /// What one run of `shardline` did.
