@@ -6,6 +6,7 @@ pub mod backup;
 pub mod dlq;
 mod error;
 pub mod output;
+pub mod status;
 pub mod topology;
 
 pub use args::{
@@ -104,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             })?;
             0
         }
-        Command::Status(_) => todo!(),
+        Command::Status(args) => status_command(&client, &args, json).await?,
     };
     let _ = client.flush().await;
     Ok(code)
@@ -123,4 +124,35 @@ fn print_summary(
         println!("{}", text());
     }
     Ok(())
+}
+
+/// `status`: asks until healthy or `--wait` has passed, prints the last report.
+async fn status_command(
+    client: &async_nats::Client,
+    args: &StatusArgs,
+    json: bool,
+) -> Result<u8, Error> {
+    let thresholds = status::Thresholds {
+        shard_total: args.shard_total,
+        max_lag: args.max_lag,
+        max_idle: args.max_idle,
+        dead_letter_window: args.dead_letter_window,
+        max_new_dead_letters: args.max_new_dead_letters,
+    };
+    let deadline = tokio::time::Instant::now() + args.wait;
+    let report = loop {
+        let report = status::check(client, &thresholds, args.gateway_timeout).await?;
+        if report.healthy || tokio::time::Instant::now() >= deadline {
+            break report;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::with_source(ErrorKind::Io, "writing JSON", e))?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render(&report, output::colour_stdout()));
+    }
+    Ok(if report.healthy { 0 } else { EXIT_NO })
 }
