@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod streams;
+pub mod system;
 
 use std::time::Duration;
 
@@ -68,3 +69,6 @@ pub async fn shardline_with(nats_url: &str, env: &[(&str, String)], args: &[&str
 pub async fn shardline(nats_url: &str, args: &[&str]) -> Run {
     shardline_with(nats_url, &[], args).await
 }
+
+/// Generous upper bound for waits (never a timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(60);
