@@ -87,6 +87,10 @@ pub struct StatusArgs {
     #[arg(long, env = "STATUS_MAX_NEW_DEAD_LETTERS", default_value_t = 0)]
     pub max_new_dead_letters: u64,
 
+    /// A stream replica not heard from for this long is offline (its node down).
+    #[arg(long, env = "STATUS_MAX_NODE_SILENCE", default_value = "10s", value_parser = parse_duration)]
+    pub max_node_silence: Duration,
+
     /// How long to collect the gateways' answers.
     #[arg(long, env = "STATUS_GATEWAY_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub gateway_timeout: Duration,

@@ -138,6 +138,7 @@ async fn status_command(
         max_idle: args.max_idle,
         dead_letter_window: args.dead_letter_window,
         max_new_dead_letters: args.max_new_dead_letters,
+        max_node_silence: args.max_node_silence,
     };
     let deadline = tokio::time::Instant::now() + args.wait;
     let report = loop {

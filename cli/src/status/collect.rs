@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use shardline_proto::gateway::{GatewayStatus, SESSIONS_BUCKET, STATUS_SUBJECT, StoredSession};
 use shardline_proto::topology::DEAD_LETTER;
 
-use super::{ConsumerRow, DeadLetterRow, StreamRow};
+use super::{ConsumerRow, DeadLetterRow, PeerRow, StreamRow};
 use crate::backup::stream_not_found;
 use crate::{Error, ErrorKind};
 
@@ -114,24 +114,17 @@ pub(crate) async fn streams(
                 (None, None) => Some(server.to_owned()),
                 (None, Some(_)) => None,
             },
-            lagging: cluster
+            peers: cluster
                 .replicas
                 .iter()
-                .filter(|p| !p.current || p.offline)
-                .map(|p| p.name.clone())
+                .map(|p| PeerRow {
+                    name: p.name.clone(),
+                    current: p.current,
+                    offline: p.offline,
+                    seen_ms_ago: u64::try_from(p.active.as_millis()).unwrap_or(u64::MAX),
+                })
                 .collect(),
-            offline: cluster
-                .replicas
-                .iter()
-                .filter(|p| p.offline)
-                .map(|p| p.name.clone())
-                .collect(),
-            current: cluster
-                .replicas
-                .iter()
-                .filter(|p| p.current && !p.offline)
-                .map(|p| p.name.clone())
-                .collect(),
+            lagging: Vec::new(),
         });
         let stream = js
             .get_stream_no_info(&info.config.name)

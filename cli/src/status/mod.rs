@@ -52,12 +52,23 @@ pub struct StreamRow {
     pub replicas: usize,
     /// The server leading it (standalone: the server itself; `None` when leaderless).
     pub leader: Option<String>,
-    /// Replicas not current or offline.
+    /// Replicas (the leader not included), as the leader sees them.
+    pub peers: Vec<PeerRow>,
+    /// Replicas offline or behind (filled in by the rules).
     pub lagging: Vec<String>,
-    /// Replicas offline.
-    pub offline: Vec<String>,
-    /// Replicas current and online (the leader not included).
-    pub current: Vec<String>,
+}
+
+/// One replica of a stream, as its leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerRow {
+    /// Server name.
+    pub name: String,
+    /// Up to date with the leader.
+    pub current: bool,
+    /// Marked offline by the group.
+    pub offline: bool,
+    /// Milliseconds since the leader last heard from it.
+    pub seen_ms_ago: u64,
 }
 
 /// One durable consumer.
@@ -147,13 +158,18 @@ pub struct Observed {
     pub new_dead_letters: u64,
     /// The server this client is connected to.
     pub connected_server: String,
+    /// Parts that could not be read, as [`ReasonKind::Unreadable`] reasons.
+    pub unreadable: Vec<Reason>,
 }
 
-/// Asks NATS and the gateways, then applies the rules.
+/// Asks NATS and the gateways, then applies the rules. A part that cannot be read
+/// (a cluster losing a node times requests out) becomes an
+/// [`Unreadable`](ReasonKind::Unreadable) reason, not an error: status is what an
+/// operator runs when things are broken.
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Request`](crate::ErrorKind::Request) if JetStream cannot be asked.
+/// None at present; kept fallible for callers.
 pub async fn check(
     client: &async_nats::Client,
     thresholds: &Thresholds,
@@ -167,16 +183,35 @@ pub async fn check(
         collect::streams(&js, &server),
         collect::dead_letters(&js, thresholds.dead_letter_window),
     );
-    let (streams, consumers) = streams?;
-    let (dead_letters, new_dead_letters) = dead?;
+    let mut unreadable = Vec::new();
+    let mut read = |target: &str, e: Error| {
+        unreadable.push(rules::reason(ReasonKind::Unreadable, target, e.to_string()));
+    };
+    let gateways = gateways.unwrap_or_else(|e| {
+        read("gateways", e);
+        Vec::new()
+    });
+    let sessions = sessions.unwrap_or_else(|e| {
+        read("sessions", e);
+        Default::default()
+    });
+    let (streams, consumers) = streams.unwrap_or_else(|e| {
+        read("streams", e);
+        Default::default()
+    });
+    let (dead_letters, new_dead_letters) = dead.unwrap_or_else(|e| {
+        read("dead letters", e);
+        Default::default()
+    });
     let observed = Observed {
-        gateways: gateways?,
-        sessions: sessions?,
+        gateways,
+        sessions,
         streams,
         consumers,
         dead_letters,
         new_dead_letters,
         connected_server: server,
+        unreadable,
     };
     Ok(rules::evaluate(observed, thresholds, collect::now_ms()))
 }

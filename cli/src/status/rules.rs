@@ -22,6 +22,9 @@ pub struct Thresholds {
     pub dead_letter_window: Duration,
     /// Most new dead letters.
     pub max_new_dead_letters: u64,
+    /// A replica not heard from for longer is offline (the server does not always
+    /// mark a killed peer `offline`; it only stops hearing from it).
+    pub max_node_silence: Duration,
 }
 
 /// What a finding is about.
@@ -50,6 +53,9 @@ pub enum ReasonKind {
     ConsumerStalled,
     /// More dead letters than the threshold within the window.
     DeadLettersNew,
+    /// A part of the state could not be read (a request failed or timed out): what
+    /// it would show is unknown.
+    Unreadable,
     /// A declared consumer does not exist (its worker never ran): a warning.
     ConsumerMissing,
 }
@@ -65,7 +71,7 @@ pub struct Reason {
     pub detail: String,
 }
 
-fn reason(kind: ReasonKind, target: impl Into<String>, detail: impl Into<String>) -> Reason {
+pub(crate) fn reason(kind: ReasonKind, target: impl Into<String>, detail: impl Into<String>) -> Reason {
     Reason {
         kind,
         target: target.into(),
@@ -74,13 +80,23 @@ fn reason(kind: ReasonKind, target: impl Into<String>, detail: impl Into<String>
 }
 
 /// Applies the rules to what was observed at `now_ms`.
-pub fn evaluate(observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
-    let mut reasons = Vec::new();
+pub fn evaluate(mut observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
+    let silence = u64::try_from(t.max_node_silence.as_millis()).unwrap_or(u64::MAX);
+    for s in &mut observed.streams {
+        s.lagging = s
+            .peers
+            .iter()
+            .filter(|p| !p.current || p.offline || p.seen_ms_ago > silence)
+            .map(|p| p.name.clone())
+            .collect();
+    }
+    let mut reasons = observed.unreadable.clone();
     let mut warnings = Vec::new();
     let shards = shard_rows(&observed, t, &mut reasons);
 
     let live: BTreeSet<&str> = observed.streams.iter().map(|s| s.name.as_str()).collect();
-    for spec in &STREAMS {
+    let streams_read = !observed.unreadable.iter().any(|r| r.target == "streams");
+    for spec in STREAMS.iter().filter(|_| streams_read) {
         if !live.contains(spec.name) {
             reasons.push(reason(ReasonKind::StreamMissing, spec.name, "declared, not on the server"));
         }
@@ -97,7 +113,7 @@ pub fn evaluate(observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
             ));
         }
     }
-    let nodes = node_rows(&observed);
+    let nodes = node_rows(&observed, silence);
     for n in nodes.iter().filter(|n| n.state == "offline") {
         reasons.push(reason(ReasonKind::NodeOffline, &n.name, "offline in the streams' clusters"));
     }
@@ -218,7 +234,7 @@ fn shard_rows(observed: &Observed, t: &Thresholds, reasons: &mut Vec<Reason>) ->
     rows
 }
 
-fn node_rows(observed: &Observed) -> Vec<NodeRow> {
+fn node_rows(observed: &Observed, silence: u64) -> Vec<NodeRow> {
     #[derive(Default)]
     struct Seen {
         leads: usize,
@@ -237,16 +253,13 @@ fn node_rows(observed: &Observed) -> Vec<NodeRow> {
             n.leads += 1;
             n.up = true;
         }
-        for name in &s.current {
-            let n = nodes.entry(name.clone()).or_default();
+        for p in &s.peers {
+            let n = nodes.entry(p.name.clone()).or_default();
             n.replicas += 1;
-            n.up = true;
-        }
-        for name in &s.lagging {
-            let n = nodes.entry(name.clone()).or_default();
-            n.replicas += 1;
-            if s.offline.contains(name) {
+            if p.offline || p.seen_ms_ago > silence {
                 n.offline = true;
+            } else if p.current {
+                n.up = true;
             } else {
                 n.lagging = true;
             }
