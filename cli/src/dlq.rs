@@ -111,7 +111,13 @@ pub async fn run(js: &jetstream::Context, command: DlqCommand, json: bool) -> Re
                 return print_json(&all);
             }
             let mut table = Table::new(&[
-                "SEQ", "CONSUMER", "KIND", "DELIVERED", "AGE", "SUBJECT", "REASON",
+                "SEQ",
+                "CONSUMER",
+                "KIND",
+                "DELIVERED",
+                "AGE",
+                "SUBJECT",
+                "REASON",
             ]);
             for l in &letters {
                 table.row(vec![

@@ -99,8 +99,16 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     summary.messages,
                     summary.stream,
                     summary.replicas,
-                    if summary.sequences_kept { "kept" } else { "renumbered" },
-                    if summary.replaced { "; the existing stream was replaced" } else { "" }
+                    if summary.sequences_kept {
+                        "kept"
+                    } else {
+                        "renumbered"
+                    },
+                    if summary.replaced {
+                        "; the existing stream was replaced"
+                    } else {
+                        ""
+                    }
                 )
             })?;
             0

@@ -83,7 +83,11 @@ impl Table {
         let line = |cells: Vec<(String, Paint)>, out: &mut String| {
             let last = cells.len().saturating_sub(1);
             for (i, (cell, paint)) in cells.into_iter().enumerate() {
-                let pad = widths.get(i).copied().unwrap_or(0) - cell.chars().count().min(widths.get(i).copied().unwrap_or(0));
+                let pad = widths.get(i).copied().unwrap_or(0)
+                    - cell
+                        .chars()
+                        .count()
+                        .min(widths.get(i).copied().unwrap_or(0));
                 out.push_str(&paint.apply(&cell, colour));
                 if i != last {
                     out.push_str(&" ".repeat(pad + 2));
@@ -92,7 +96,10 @@ impl Table {
             out.push('\n');
         };
         line(
-            self.header.iter().map(|h| (h.clone(), Paint::Plain)).collect(),
+            self.header
+                .iter()
+                .map(|h| (h.clone(), Paint::Plain))
+                .collect(),
             &mut out,
         );
         for row in &self.rows {

@@ -77,14 +77,18 @@ pub async fn diff(
             Err(e) => return Err(Error::request(format!("stream {}", spec.name), e)),
         };
         let desired = stream_config(spec, replicas.unwrap_or(live.num_replicas));
-        out.extend(stream_drift(&live, &desired).into_iter().map(|d| Difference {
-            object: "stream",
-            name: spec.name.to_owned(),
-            field: d.field.to_owned(),
-            live: d.live,
-            declared: d.declared,
-            immutable: d.immutable,
-        }));
+        out.extend(
+            stream_drift(&live, &desired)
+                .into_iter()
+                .map(|d| Difference {
+                    object: "stream",
+                    name: spec.name.to_owned(),
+                    field: d.field.to_owned(),
+                    live: d.live,
+                    declared: d.declared,
+                    immutable: d.immutable,
+                }),
+        );
     }
     for spec in &CONSUMERS {
         let name = format!("{}/{}", spec.stream, spec.durable);
@@ -106,14 +110,18 @@ pub async fn diff(
             Err(e) => return Err(Error::request(format!("consumer {name}"), e)),
         };
         let desired = consumer_config(spec);
-        out.extend(consumer_drift(&live, &desired).into_iter().map(|d| Difference {
-            object: "consumer",
-            name: name.clone(),
-            field: d.field.to_owned(),
-            live: d.live,
-            declared: d.declared,
-            immutable: d.immutable,
-        }));
+        out.extend(
+            consumer_drift(&live, &desired)
+                .into_iter()
+                .map(|d| Difference {
+                    object: "consumer",
+                    name: name.clone(),
+                    field: d.field.to_owned(),
+                    live: d.live,
+                    declared: d.declared,
+                    immutable: d.immutable,
+                }),
+        );
     }
     Ok(out)
 }
@@ -252,7 +260,11 @@ pub async fn run(
                     println!("{}", paint.apply(&d.to_string(), colour_stdout()));
                 }
             }
-            Ok(if differences.is_empty() { 0 } else { crate::EXIT_NO })
+            Ok(if differences.is_empty() {
+                0
+            } else {
+                crate::EXIT_NO
+            })
         }
         crate::TopologyCommand::Apply(args) => {
             check_applicable(&diff(js, args.replicas).await?)?;

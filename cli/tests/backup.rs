@@ -33,7 +33,13 @@ async fn backed_up(root: &Path) -> (NatsServer, Vec<(StreamSpec, Vec<Stored>)>) 
         let dir = root.join(spec.name);
         let run = shardline(
             &nats.url(),
-            &["--json", "backup", "--stream", spec.name, dir.to_str().unwrap()],
+            &[
+                "--json",
+                "backup",
+                "--stream",
+                spec.name,
+                dir.to_str().unwrap(),
+            ],
         )
         .await;
         run.expect_code(0);
@@ -63,16 +69,25 @@ async fn a_deleted_stream_comes_back_message_by_message() {
         run.expect_code(0);
         assert_eq!(run.json()["sequences_kept"], true);
         assert_same(&snapshot(&js, spec.name).await, original);
-        let config = js.get_stream(spec.name).await.unwrap().cached_info().config.clone();
+        let config = js
+            .get_stream(spec.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .clone();
         assert_eq!(config.max_age, spec.max_age);
         assert_eq!(config.duplicate_window, spec.duplicate_window());
 
         // --force replaces a stream that moved on since the backup.
-        js.publish(format!("{}later", spec.subjects[0].trim_end_matches('>')), "x".into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish(
+            format!("{}later", spec.subjects[0].trim_end_matches('>')),
+            "x".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
         shardline(&nats.url(), &["restore", "--force", dir])
             .await
             .expect_code(0);
@@ -97,13 +112,24 @@ async fn backups_restore_into_a_three_node_cluster_as_r3() {
         let run = shardline_with(
             &cluster.url(),
             &operator,
-            &["--json", "restore", "--replicas", "3", dir.to_str().unwrap()],
+            &[
+                "--json",
+                "restore",
+                "--replicas",
+                "3",
+                dir.to_str().unwrap(),
+            ],
         )
         .await;
         run.expect_code(0);
         assert_eq!(run.json()["replicas"], 3);
         assert_same(&snapshot(&js, spec.name).await, original);
-        let info = js.get_stream(spec.name).await.unwrap().cached_info().clone();
+        let info = js
+            .get_stream(spec.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .clone();
         assert_eq!(info.config.num_replicas, 3);
         let peers = info.cluster.expect("clustered").replicas.len();
         assert_eq!(peers, 2, "a leader and two replicas");
@@ -128,7 +154,10 @@ async fn a_kv_bucket_comes_back_key_by_key() {
     for round in 0..20 {
         for shard in 0..8 {
             store
-                .put(format!("shard-{shard}"), format!("{{\"sequence\":{round}}}").into())
+                .put(
+                    format!("shard-{shard}"),
+                    format!("{{\"sequence\":{round}}}").into(),
+                )
                 .await
                 .unwrap();
         }
@@ -143,17 +172,32 @@ async fn a_kv_bucket_comes_back_key_by_key() {
     js.delete_key_value(bucket).await.unwrap();
     let run = shardline(&nats.url(), &["--json", "restore", dir]).await;
     run.expect_code(0);
-    assert_eq!(run.json()["sequences_kept"], false, "KV revisions are renumbered");
+    assert_eq!(
+        run.json()["sequences_kept"],
+        false,
+        "KV revisions are renumbered"
+    );
 
     let store = js.get_key_value(bucket).await.unwrap();
     for shard in 0..7 {
         let value = store.get(format!("shard-{shard}")).await.unwrap();
-        assert_eq!(value.as_deref(), Some(&b"{\"sequence\":19}"[..]), "shard-{shard}");
+        assert_eq!(
+            value.as_deref(),
+            Some(&b"{\"sequence\":19}"[..]),
+            "shard-{shard}"
+        );
     }
-    assert_eq!(store.get("shard-7").await.unwrap(), None, "the delete survived");
+    assert_eq!(
+        store.get("shard-7").await.unwrap(),
+        None,
+        "the delete survived"
+    );
     // The bucket still works as one: history 1, a put replaces.
     store.put("shard-0", "new".into()).await.unwrap();
-    assert_eq!(store.get("shard-0").await.unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        store.get("shard-0").await.unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
     let mut history = store.history("shard-0").await.unwrap();
     let mut n = 0;
     while let Some(entry) = futures_util::StreamExt::next(&mut history).await {

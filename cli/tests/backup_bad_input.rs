@@ -38,7 +38,12 @@ async fn a_broken_backup_is_refused_and_the_stream_is_untouched() {
     let good = root.path().join("good");
     shardline(
         &nats.url(),
-        &["backup", "--stream", DEAD_LETTER.name, good.to_str().unwrap()],
+        &[
+            "backup",
+            "--stream",
+            DEAD_LETTER.name,
+            good.to_str().unwrap(),
+        ],
     )
     .await
     .expect_code(0);
@@ -49,13 +54,24 @@ async fn a_broken_backup_is_refused_and_the_stream_is_untouched() {
         .await
         .unwrap();
     let live = snapshot(&js, DEAD_LETTER.name).await;
-    let created = js.get_stream(DEAD_LETTER.name).await.unwrap().cached_info().created;
+    let created = js
+        .get_stream(DEAD_LETTER.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .created;
 
     let bytes = std::fs::read(segment(&good)).unwrap();
     type Break = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, Break)> = vec![
-        ("interrupted: no manifest", Box::new(|d| std::fs::remove_file(d.join(MANIFEST)).unwrap())),
-        ("segment missing", Box::new(|d| std::fs::remove_file(segment(d)).unwrap())),
+        (
+            "interrupted: no manifest",
+            Box::new(|d| std::fs::remove_file(d.join(MANIFEST)).unwrap()),
+        ),
+        (
+            "segment missing",
+            Box::new(|d| std::fs::remove_file(segment(d)).unwrap()),
+        ),
         ("segment truncated", {
             let bytes = bytes.clone();
             Box::new(move |d| std::fs::write(segment(d), &bytes[..bytes.len() / 2]).unwrap())
@@ -69,18 +85,27 @@ async fn a_broken_backup_is_refused_and_the_stream_is_untouched() {
                 std::fs::write(segment(d), b).unwrap();
             })
         }),
-        ("manifest garbage", Box::new(|d| std::fs::write(d.join(MANIFEST), "{not json").unwrap())),
-        ("manifest of another format", Box::new(|d| {
-            let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap();
-            let text = text.replace("shardline-backup/1", "shardline-backup/9");
-            std::fs::write(d.join(MANIFEST), text).unwrap();
-        })),
-        ("manifest miscounts", Box::new(|d| {
-            let mut m: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(d.join(MANIFEST)).unwrap()).unwrap();
-            m["messages"] = serde_json::json!(m["messages"].as_u64().unwrap() + 1);
-            std::fs::write(d.join(MANIFEST), m.to_string()).unwrap();
-        })),
+        (
+            "manifest garbage",
+            Box::new(|d| std::fs::write(d.join(MANIFEST), "{not json").unwrap()),
+        ),
+        (
+            "manifest of another format",
+            Box::new(|d| {
+                let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap();
+                let text = text.replace("shardline-backup/1", "shardline-backup/9");
+                std::fs::write(d.join(MANIFEST), text).unwrap();
+            }),
+        ),
+        (
+            "manifest miscounts",
+            Box::new(|d| {
+                let mut m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(d.join(MANIFEST)).unwrap()).unwrap();
+                m["messages"] = serde_json::json!(m["messages"].as_u64().unwrap() + 1);
+                std::fs::write(d.join(MANIFEST), m.to_string()).unwrap();
+            }),
+        ),
     ];
     for (i, (what, break_it)) in cases.iter().enumerate() {
         let dir = root.path().join(format!("case-{i}"));
@@ -92,8 +117,16 @@ async fn a_broken_backup_is_refused_and_the_stream_is_untouched() {
             i32::from(ErrorKind::BadBackup.exit_code()),
             "{what}: {run:?}"
         );
-        let info = js.get_stream(DEAD_LETTER.name).await.unwrap().cached_info().clone();
-        assert_eq!(info.created, created, "{what}: the stream was not recreated");
+        let info = js
+            .get_stream(DEAD_LETTER.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .clone();
+        assert_eq!(
+            info.created, created,
+            "{what}: the stream was not recreated"
+        );
         assert_same(&snapshot(&js, DEAD_LETTER.name).await, &live);
     }
 
@@ -106,7 +139,12 @@ async fn a_broken_backup_is_refused_and_the_stream_is_untouched() {
     // Backing up into a directory that holds something is refused too.
     shardline(
         &nats.url(),
-        &["backup", "--stream", DEAD_LETTER.name, good.to_str().unwrap()],
+        &[
+            "backup",
+            "--stream",
+            DEAD_LETTER.name,
+            good.to_str().unwrap(),
+        ],
     )
     .await
     .expect_code(i32::from(ErrorKind::Exists.exit_code()));

@@ -130,7 +130,11 @@ async fn dead_letters_are_filtered_shown_purged_and_replayed() {
         .expect_code(2);
 
     // Shown in full: original headers and payload, the reason.
-    let run = shardline(&url, &["--json", "dlq", "list", "--subject", "events.replay.job1"]).await;
+    let run = shardline(
+        &url,
+        &["--json", "dlq", "list", "--subject", "events.replay.job1"],
+    )
+    .await;
     let first = sequences(&run)[0].to_string();
     let run = shardline(&url, &["--json", "dlq", "show", &first]).await;
     run.expect_code(0);
@@ -170,7 +174,13 @@ async fn dead_letters_are_filtered_shown_purged_and_replayed() {
 
     // Replayed letters are gone; a second replay has nothing to do.
     assert_eq!(list(&[]).await, 0);
-    let state = js.get_stream(DEAD_LETTER.name).await.unwrap().cached_info().state.clone();
+    let state = js
+        .get_stream(DEAD_LETTER.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .state
+        .clone();
     assert_eq!(state.messages, 0);
     let run = shardline(&url, &["dlq", "replay"]).await;
     assert_eq!(run.expect_code(0).stdout.trim(), "replayed 0");

@@ -16,7 +16,12 @@ fn kinds(report: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["target"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -56,7 +61,13 @@ async fn a_healthy_system_exits_0_with_every_shard_connected() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    for name in ["COMMANDS", "EVENTS", "INTERNAL", "ELIGIBILITY", "DEAD_LETTER"] {
+    for name in [
+        "COMMANDS",
+        "EVENTS",
+        "INTERNAL",
+        "ELIGIBILITY",
+        "DEAD_LETTER",
+    ] {
         assert!(streams.contains(&name), "{name} in {streams:?}");
     }
     let worker = report["consumers"]
@@ -79,12 +90,19 @@ async fn a_healthy_system_exits_0_with_every_shard_connected() {
             let shards = report["shards"].as_array()?.clone();
             shards
                 .iter()
-                .all(|s| s["acked_sequence"].as_u64().is_some_and(|q| q > 1) && !s["session_started_ms"].is_null())
+                .all(|s| {
+                    s["acked_sequence"].as_u64().is_some_and(|q| q > 1)
+                        && !s["session_started_ms"].is_null()
+                })
                 .then_some(shards)
         }
     })
     .await;
-    assert!(stored.iter().all(|s| s["stored_by"].as_str().unwrap().ends_with(&me)));
+    assert!(
+        stored
+            .iter()
+            .all(|s| s["stored_by"].as_str().unwrap().ends_with(&me))
+    );
 
     // The table for people: same verdict.
     shardline(&url, &["status"]).await.expect_code(0);
@@ -110,10 +128,16 @@ async fn a_disconnected_shard_and_a_stopped_gateway_are_unhealthy() {
         }
     })
     .await;
-    assert_eq!(kinds(&report), [("shard_disconnected".to_owned(), "shard 1".to_owned())]);
+    assert_eq!(
+        kinds(&report),
+        [("shard_disconnected".to_owned(), "shard 1".to_owned())]
+    );
     assert_eq!(report["shards"][0]["connected"], true);
     assert_eq!(report["shards"][1]["connected"], false);
-    assert_eq!(report["shards"][1]["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        report["shards"][1]["processes"].as_array().unwrap().len(),
+        1
+    );
     shardline(&url, &["status"]).await.expect_code(1);
 
     // Naming the shard total finds a shard nobody runs.
@@ -126,8 +150,14 @@ async fn a_disconnected_shard_and_a_stopped_gateway_are_unhealthy() {
     let run = status(&url, &[]).await;
     run.expect_code(1);
     let report = run.json();
-    assert_eq!(kinds(&report), [("shard_unheld".to_owned(), "shard 0".to_owned())]);
-    assert!(report["shards"][0]["acked_sequence"].is_u64(), "the stored session is shown");
+    assert_eq!(
+        kinds(&report),
+        [("shard_unheld".to_owned(), "shard 0".to_owned())]
+    );
+    assert!(
+        report["shards"][0]["acked_sequence"].is_u64(),
+        "the stored session is shown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +189,10 @@ async fn a_consumer_whose_worker_stopped_lags() {
     assert_eq!(report["healthy"], false);
     assert_eq!(
         kinds(&report),
-        [("consumer_lagging".to_owned(), "EVENTS/event-worker".to_owned())]
+        [(
+            "consumer_lagging".to_owned(),
+            "EVENTS/event-worker".to_owned()
+        )]
     );
     // Under the default threshold (1000) the same lag is healthy...
     status(&url, &[]).await.expect_code(0);
@@ -168,14 +201,20 @@ async fn a_consumer_whose_worker_stopped_lags() {
     run.expect_code(1);
     assert_eq!(
         kinds(&run.json()),
-        [("consumer_stalled".to_owned(), "EVENTS/event-worker".to_owned())]
+        [(
+            "consumer_stalled".to_owned(),
+            "EVENTS/event-worker".to_owned()
+        )]
     );
 
     // The worker comes back and drains it.
     system.start_worker().await;
-    status(&url, &["--max-lag", "10", "--max-idle", "0s", "--wait", "60s"])
-        .await
-        .expect_code(0);
+    status(
+        &url,
+        &["--max-lag", "10", "--max-idle", "0s", "--wait", "60s"],
+    )
+    .await
+    .expect_code(0);
     system.stop_worker().await;
     system.stop_gateway().await;
 }

@@ -49,7 +49,13 @@ async fn a_node_down_is_named_and_unhealthy_until_it_is_back() {
         assert_eq!(stream["replicas"], 3, "{stream}");
     }
     // The locked-down gateway answered for both shards.
-    assert!(report["shards"].as_array().unwrap().iter().all(|s| s["connected"] == true));
+    assert!(
+        report["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["connected"] == true)
+    );
 
     let victim = 2;
     let name = cluster.server_name(victim).to_owned();
@@ -87,9 +93,18 @@ async fn a_node_down_is_named_and_unhealthy_until_it_is_back() {
         .filter(|r| r["kind"] == "replica_lagging")
         .map(|r| r["target"].as_str().unwrap())
         .collect();
-    assert!(lagging.contains(&"EVENTS") && lagging.contains(&"DEAD_LETTER"), "{lagging:?}");
+    assert!(
+        lagging.contains(&"EVENTS") && lagging.contains(&"DEAD_LETTER"),
+        "{lagging:?}"
+    );
     // Shards stay connected: a node down is not a gateway down.
-    assert!(report["shards"].as_array().unwrap().iter().all(|s| s["connected"] == true));
+    assert!(
+        report["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["connected"] == true)
+    );
 
     cluster.restart(victim);
     status(&cluster, &["--wait", "120s"]).await.expect_code(0);

@@ -37,7 +37,9 @@ async fn a_max_age_changed_by_hand_is_found_named_and_repaired() {
     let run = shardline(&url, &["--json", "topology", "diff"]).await;
     run.expect_code(1);
     assert!(
-        names(&run.json()).iter().all(|(_, _, field)| field == "missing"),
+        names(&run.json())
+            .iter()
+            .all(|(_, _, field)| field == "missing"),
         "{}",
         run.stdout
     );
@@ -53,7 +55,13 @@ async fn a_max_age_changed_by_hand_is_found_named_and_repaired() {
     shardline(&url, &["topology", "diff"]).await.expect_code(0);
 
     // The operator shortens EVENTS' max age by hand, and drops a consumer.
-    let mut config = js.get_stream(EVENTS.name).await.unwrap().cached_info().config.clone();
+    let mut config = js
+        .get_stream(EVENTS.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
     config.max_age = Duration::from_secs(30);
     config.duplicate_window = Duration::from_secs(30);
     js.update_stream(config).await.unwrap();
@@ -68,7 +76,11 @@ async fn a_max_age_changed_by_hand_is_found_named_and_repaired() {
     assert_eq!(
         found,
         [
-            ("consumer".into(), "ELIGIBILITY/sync-worker".into(), "missing".into()),
+            (
+                "consumer".into(),
+                "ELIGIBILITY/sync-worker".into(),
+                "missing".into()
+            ),
             ("stream".into(), "EVENTS".into(), "duplicate_window".into()),
             ("stream".into(), "EVENTS".into(), "max_age".into()),
         ]
@@ -88,7 +100,13 @@ async fn a_max_age_changed_by_hand_is_found_named_and_repaired() {
         .find(|a| a["name"] == "EVENTS")
         .unwrap();
     assert_eq!(events["action"], "updated");
-    let live = js.get_stream(EVENTS.name).await.unwrap().cached_info().config.clone();
+    let live = js
+        .get_stream(EVENTS.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
     assert_eq!(live.max_age, EVENTS.max_age);
     shardline(&url, &["topology", "diff"]).await.expect_code(0);
     let run = shardline(&url, &["--json", "topology", "diff"]).await;
@@ -115,7 +133,13 @@ async fn a_storage_change_is_named_and_apply_changes_nothing() {
     })
     .await
     .unwrap();
-    let mut config = js.get_stream(EVENTS.name).await.unwrap().cached_info().config.clone();
+    let mut config = js
+        .get_stream(EVENTS.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
     config.max_age = Duration::from_secs(200);
     js.update_stream(config).await.unwrap();
 
@@ -133,7 +157,13 @@ async fn a_storage_change_is_named_and_apply_changes_nothing() {
     let run = shardline(&url, &["topology", "apply"]).await;
     run.expect_code(i32::from(ErrorKind::Immutable.exit_code()));
     // Refused before anything changed: EVENTS keeps the hand-made age.
-    let live = js.get_stream(EVENTS.name).await.unwrap().cached_info().config.clone();
+    let live = js
+        .get_stream(EVENTS.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
     assert_eq!(live.max_age, Duration::from_secs(200));
 
     // Replicas are compared only when asked.

@@ -35,10 +35,10 @@ struct Starts(HashMap<u32, (String, u64)>);
 
 impl Starts {
     async fn started_at(&mut self, store: &Store, shard: u32, session_id: &str) -> u64 {
-        if let Some((id, at)) = self.0.get(&shard) {
-            if id == session_id {
-                return *at;
-            }
+        if let Some((id, at)) = self.0.get(&shard)
+            && id == session_id
+        {
+            return *at;
         }
         let stored = match store.get(session_key(shard)).await {
             Ok(Some(bytes)) => serde_json::from_slice::<StoredSession>(&bytes).ok(),
@@ -151,9 +151,7 @@ async fn save(
         store.delete(session_key(shard)).await?;
         return Ok(());
     };
-    let started_at_ms = starts
-        .started_at(store, shard, &snapshot.session_id)
-        .await;
+    let started_at_ms = starts.started_at(store, shard, &snapshot.session_id).await;
     let stored = StoredSession {
         session_id: snapshot.session_id.clone(),
         sequence: snapshot.sequence,

@@ -47,7 +47,9 @@ impl FromStr for DeadKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown dead-letter kind {s:?} (terminal, undecodable, max_deliveries)"))
+            .ok_or_else(|| {
+                format!("unknown dead-letter kind {s:?} (terminal, undecodable, max_deliveries)")
+            })
     }
 }
 
@@ -114,4 +116,3 @@ pub(crate) fn letter(
     );
     (subject::dead_letter(consumer, &message.subject), out)
 }
-

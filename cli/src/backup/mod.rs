@@ -103,10 +103,7 @@ pub async fn backup(
     let mut stream = match js.get_stream(&name).await {
         Ok(stream) => stream,
         Err(e) if stream_not_found(e.kind()) => {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no stream {name}"),
-            ));
+            return Err(Error::new(ErrorKind::NotFound, format!("no stream {name}")));
         }
         Err(e) => return Err(Error::request(format!("stream {name}"), e)),
     };
@@ -178,7 +175,10 @@ pub async fn backup(
                 headers: Record::headers_of(message.headers.as_ref()),
                 payload: message.payload.clone(),
             };
-            if writer.as_ref().is_some_and(|(_, w, _)| w.len() >= SEGMENT_BYTES) {
+            if writer
+                .as_ref()
+                .is_some_and(|(_, w, _)| w.len() >= SEGMENT_BYTES)
+            {
                 let (file, w, count) = writer.take().expect("checked");
                 close_segment(&mut manifest, file, w, count)?;
             }
@@ -279,7 +279,10 @@ pub fn verify(dir: &Path, show_progress: bool) -> Result<Manifest, Error> {
     if manifest.format != FORMAT {
         return Err(bad(
             dir,
-            format!("format {:?}, this version reads {FORMAT:?}", manifest.format),
+            format!(
+                "format {:?}, this version reads {FORMAT:?}",
+                manifest.format
+            ),
         ));
     }
     let bar = progress(show_progress, manifest.messages, "verifying");
@@ -303,8 +306,8 @@ pub fn verify(dir: &Path, show_progress: bool) -> Result<Manifest, Error> {
                 ),
             ));
         }
-        let mut reader = SegmentReader::open(&path)
-            .map_err(|e| bad(dir, format!("{}: {e}", segment.file)))?;
+        let mut reader =
+            SegmentReader::open(&path).map_err(|e| bad(dir, format!("{}: {e}", segment.file)))?;
         let mut count = 0u64;
         loop {
             let record = match reader.next_record() {
@@ -317,7 +320,10 @@ pub fn verify(dir: &Path, show_progress: bool) -> Result<Manifest, Error> {
             {
                 return Err(bad(
                     dir,
-                    format!("{}: sequence {} out of order", segment.file, record.sequence),
+                    format!(
+                        "{}: sequence {} out of order",
+                        segment.file, record.sequence
+                    ),
                 ));
             }
             if previous.is_none() && record.sequence != manifest.first_sequence {
@@ -331,7 +337,10 @@ pub fn verify(dir: &Path, show_progress: bool) -> Result<Manifest, Error> {
         if sha256 != segment.sha256 {
             return Err(bad(
                 dir,
-                format!("{} is corrupt: its checksum differs from the manifest's", segment.file),
+                format!(
+                    "{} is corrupt: its checksum differs from the manifest's",
+                    segment.file
+                ),
             ));
         }
         if count != segment.messages {
@@ -349,7 +358,10 @@ pub fn verify(dir: &Path, show_progress: bool) -> Result<Manifest, Error> {
     if total != manifest.messages {
         return Err(bad(
             dir,
-            format!("{total} messages in the segments, the manifest says {}", manifest.messages),
+            format!(
+                "{total} messages in the segments, the manifest says {}",
+                manifest.messages
+            ),
         ));
     }
     Ok(manifest)

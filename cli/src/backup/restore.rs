@@ -80,17 +80,25 @@ pub async fn restore(
     options: RestoreOptions,
 ) -> Result<RestoreSummary, Error> {
     let manifest = verify(dir, options.progress)?;
-    let original: stream::Config = serde_json::from_value(manifest.config.clone()).map_err(|e| {
-        Error::new(
-            ErrorKind::BadBackup,
-            format!("{}: the stream config in the manifest is unreadable: {e}", dir.display()),
-        )
-    })?;
+    let original: stream::Config =
+        serde_json::from_value(manifest.config.clone()).map_err(|e| {
+            Error::new(
+                ErrorKind::BadBackup,
+                format!(
+                    "{}: the stream config in the manifest is unreadable: {e}",
+                    dir.display()
+                ),
+            )
+        })?;
     let name = manifest.stream.clone();
     if original.name != name {
         return Err(Error::new(
             ErrorKind::BadBackup,
-            format!("{}: the manifest names {name} and a config of {}", dir.display(), original.name),
+            format!(
+                "{}: the manifest names {name} and a config of {}",
+                dir.display(),
+                original.name
+            ),
         ));
     }
     if original.mirror.is_some() || original.sources.as_ref().is_some_and(|s| !s.is_empty()) {
@@ -201,7 +209,11 @@ async fn publish_all(
     };
     let bar = progress(show_progress, span.max(manifest.messages), name);
     let mut in_flight = InFlight::default();
-    let mut next = if keep { manifest.first_sequence.max(1) } else { 1 };
+    let mut next = if keep {
+        manifest.first_sequence.max(1)
+    } else {
+        1
+    };
     let mut gaps = Vec::new();
     let mut last_subject = None::<String>;
     let mut recent = RecentIds::default();
@@ -232,7 +244,9 @@ async fn publish_all(
                 .publish_with_headers(record.subject.clone(), headers, record.payload.clone())
                 .await
                 .map_err(|e| Error::request(format!("publishing into {name}"), e))?;
-            in_flight.push(name, next, record.payload.len(), ack).await?;
+            in_flight
+                .push(name, next, record.payload.len(), ack)
+                .await?;
             next += 1;
             bar.inc(1);
             last_subject = Some(record.subject);
@@ -341,7 +355,11 @@ impl InFlight {
                 format!(
                     "{stream}: a restored message got sequence {} (expected {expected}{}): is something else publishing into it? Stop its publishers and restore again with --force",
                     ack.sequence,
-                    if ack.duplicate { ", dropped as a duplicate" } else { "" }
+                    if ack.duplicate {
+                        ", dropped as a duplicate"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -357,7 +375,11 @@ impl InFlight {
 }
 
 /// The restored stream holds what the manifest says.
-async fn check_state(js: &jetstream::Context, manifest: &Manifest, keep: bool) -> Result<(), Error> {
+async fn check_state(
+    js: &jetstream::Context,
+    manifest: &Manifest,
+    keep: bool,
+) -> Result<(), Error> {
     let name = &manifest.stream;
     let mut stream = js
         .get_stream(name)

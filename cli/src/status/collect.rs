@@ -195,7 +195,10 @@ pub(crate) async fn dead_letters(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let start_time = time_of(start).ok_or_else(|| {
-        Error::new(ErrorKind::Usage, "the dead-letter window starts before 1970")
+        Error::new(
+            ErrorKind::Usage,
+            "the dead-letter window starts before 1970",
+        )
     })?;
     let reader = stream
         .create_consumer(consumer::pull::Config {

@@ -18,7 +18,13 @@ pub fn render(report: &Report, colour: bool) -> String {
     let mut out = String::new();
 
     let mut shards = Table::new(&[
-        "SHARD", "STATE", "PROCESS", "FOR", "SESSION AGE", "ACKED SEQ", "STORED",
+        "SHARD",
+        "STATE",
+        "PROCESS",
+        "FOR",
+        "SESSION AGE",
+        "ACKED SEQ",
+        "STORED",
     ]);
     for s in &report.shards {
         let (state, paint) = match (s.connected, s.processes.len()) {
@@ -45,8 +51,9 @@ pub fn render(report: &Report, colour: bool) -> String {
                 Paint::Plain,
             ),
             (
-                s.saved_at_ms
-                    .map_or("-".to_owned(), |_| format!("{} ago", ago(now, s.saved_at_ms))),
+                s.saved_at_ms.map_or("-".to_owned(), |_| {
+                    format!("{} ago", ago(now, s.saved_at_ms))
+                }),
                 Paint::Plain,
             ),
         ]);
@@ -77,7 +84,13 @@ pub fn render(report: &Report, colour: bool) -> String {
     section(&mut out, "Streams", &streams, colour);
 
     let mut consumers = Table::new(&[
-        "STREAM", "CONSUMER", "LAG", "ACK PENDING", "REDELIVERED", "WAITING", "LAST ACTIVE",
+        "STREAM",
+        "CONSUMER",
+        "LAG",
+        "ACK PENDING",
+        "REDELIVERED",
+        "WAITING",
+        "LAST ACTIVE",
     ]);
     let flagged = |target: &str| report.reasons.iter().any(|r| r.target == target);
     for c in &report.consumers {
@@ -94,8 +107,9 @@ pub fn render(report: &Report, colour: bool) -> String {
             (c.redelivered.to_string(), Paint::Plain),
             (c.waiting.to_string(), Paint::Plain),
             (
-                c.last_active_ms
-                    .map_or("never".to_owned(), |_| format!("{} ago", ago(now, c.last_active_ms))),
+                c.last_active_ms.map_or("never".to_owned(), |_| {
+                    format!("{} ago", ago(now, c.last_active_ms))
+                }),
                 Paint::Plain,
             ),
         ]);
@@ -104,7 +118,11 @@ pub fn render(report: &Report, colour: bool) -> String {
 
     let mut dead = Table::new(&["CONSUMER", "SUBJECT", "DEAD LETTERS"]);
     for d in &report.dead_letters {
-        dead.row(vec![d.consumer.clone(), d.subject.clone(), d.messages.to_string()]);
+        dead.row(vec![
+            d.consumer.clone(),
+            d.subject.clone(),
+            d.messages.to_string(),
+        ]);
     }
     section(&mut out, "Dead letters", &dead, colour);
 

@@ -71,7 +71,11 @@ pub struct Reason {
     pub detail: String,
 }
 
-pub(crate) fn reason(kind: ReasonKind, target: impl Into<String>, detail: impl Into<String>) -> Reason {
+pub(crate) fn reason(
+    kind: ReasonKind,
+    target: impl Into<String>,
+    detail: impl Into<String>,
+) -> Reason {
     Reason {
         kind,
         target: target.into(),
@@ -98,12 +102,20 @@ pub fn evaluate(mut observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
     let streams_read = !observed.unreadable.iter().any(|r| r.target == "streams");
     for spec in STREAMS.iter().filter(|_| streams_read) {
         if !live.contains(spec.name) {
-            reasons.push(reason(ReasonKind::StreamMissing, spec.name, "declared, not on the server"));
+            reasons.push(reason(
+                ReasonKind::StreamMissing,
+                spec.name,
+                "declared, not on the server",
+            ));
         }
     }
     for s in &observed.streams {
         if s.leader.is_none() {
-            reasons.push(reason(ReasonKind::StreamNoLeader, &s.name, "no leader: it takes no messages"));
+            reasons.push(reason(
+                ReasonKind::StreamNoLeader,
+                &s.name,
+                "no leader: it takes no messages",
+            ));
         }
         if !s.lagging.is_empty() {
             reasons.push(reason(
@@ -115,7 +127,11 @@ pub fn evaluate(mut observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
     }
     let nodes = node_rows(&observed, silence);
     for n in nodes.iter().filter(|n| n.state == "offline") {
-        reasons.push(reason(ReasonKind::NodeOffline, &n.name, "offline in the streams' clusters"));
+        reasons.push(reason(
+            ReasonKind::NodeOffline,
+            &n.name,
+            "offline in the streams' clusters",
+        ));
     }
 
     for c in &observed.consumers {
@@ -133,7 +149,11 @@ pub fn evaluate(mut observed: Observed, t: &Thresholds, now_ms: u64) -> Report {
             reasons.push(reason(
                 ReasonKind::ConsumerStalled,
                 &target,
-                format!("{} messages waiting, nothing delivered for {}s", c.lag, idle.as_secs()),
+                format!(
+                    "{} messages waiting, nothing delivered for {}s",
+                    c.lag,
+                    idle.as_secs()
+                ),
             ));
         }
     }
@@ -189,7 +209,11 @@ fn shard_rows(observed: &Observed, t: &Thresholds, reasons: &mut Vec<Reason>) ->
     }
     let expected: BTreeSet<u32> = match t.shard_total {
         Some(total) => (0..total).collect(),
-        None => holders.keys().chain(observed.sessions.keys()).copied().collect(),
+        None => holders
+            .keys()
+            .chain(observed.sessions.keys())
+            .copied()
+            .collect(),
     };
     if expected.is_empty() && t.shard_total.is_none() {
         reasons.push(reason(
@@ -204,7 +228,11 @@ fn shard_rows(observed: &Observed, t: &Thresholds, reasons: &mut Vec<Reason>) ->
         let stored = observed.sessions.get(&shard);
         let target = format!("shard {shard}");
         match held {
-            [] => reasons.push(reason(ReasonKind::ShardUnheld, &target, "no gateway process answers for it")),
+            [] => reasons.push(reason(
+                ReasonKind::ShardUnheld,
+                &target,
+                "no gateway process answers for it",
+            )),
             [(process, false, _)] => reasons.push(reason(
                 ReasonKind::ShardDisconnected,
                 &target,
@@ -245,7 +273,10 @@ fn node_rows(observed: &Observed, silence: u64) -> Vec<NodeRow> {
     }
     let mut nodes: BTreeMap<String, Seen> = BTreeMap::new();
     if !observed.connected_server.is_empty() {
-        nodes.entry(observed.connected_server.clone()).or_default().up = true;
+        nodes
+            .entry(observed.connected_server.clone())
+            .or_default()
+            .up = true;
     }
     for s in &observed.streams {
         if let Some(leader) = &s.leader {

@@ -23,10 +23,7 @@ impl Run {
     /// stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
+            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
         })
     }
 

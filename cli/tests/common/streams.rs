@@ -50,7 +50,10 @@ pub async fn fill(
     for i in 1..=count {
         let subject = format!("{prefix}consumer-{}.events.member.join", i % 3);
         let mut map = HeaderMap::new();
-        map.insert(headers::MSG_ID, format!("dl:event-worker:EVENTS:{i}").as_str());
+        map.insert(
+            headers::MSG_ID,
+            format!("dl:event-worker:EVENTS:{i}").as_str(),
+        );
         map.insert(headers::DEAD_LETTER_KIND, "terminal");
         map.insert(headers::DEAD_LETTER_REASON, format!("reason {i}").as_str());
         // Two values of one name: both must come back, in order.
@@ -60,7 +63,10 @@ pub async fn fill(
             let size = max_payload - header_block_len(&map);
             Bytes::from(vec![b'a' + (i % 26) as u8; size])
         } else {
-            Bytes::from(format!(r#"{{"guild_id":"{i}","user":{{"id":"{}"}}}}"#, i * 7))
+            Bytes::from(format!(
+                r#"{{"guild_id":"{i}","user":{{"id":"{}"}}}}"#,
+                i * 7
+            ))
         };
         acks.push(
             js.publish_with_headers(subject, map, payload)
@@ -80,13 +86,22 @@ pub async fn fill(
     // than the duplicate window (a dead letter of a stream that was recreated).
     // Shrink the window, wait it out (no event marks a window's end), publish the
     // last three ids again, and put the declared window back.
-    let mut config = js.get_stream(spec.name).await.unwrap().cached_info().config.clone();
+    let mut config = js
+        .get_stream(spec.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
     config.duplicate_window = std::time::Duration::from_millis(100);
     js.update_stream(config).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for i in count - 2..=count {
         let mut map = HeaderMap::new();
-        map.insert(headers::MSG_ID, format!("dl:event-worker:EVENTS:{i}").as_str());
+        map.insert(
+            headers::MSG_ID,
+            format!("dl:event-worker:EVENTS:{i}").as_str(),
+        );
         let ack = js
             .publish_with_headers(format!("{prefix}again"), map, Bytes::from_static(b"again"))
             .await

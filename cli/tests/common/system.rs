@@ -16,8 +16,14 @@ pub const SHARDS: u32 = 2;
 /// A gateway and its simulator.
 pub struct System {
     pub sim: Simulator,
-    gateway: Option<(CancellationToken, JoinHandle<Result<(), shardline_gateway::Error>>)>,
-    worker: Option<(CancellationToken, JoinHandle<Result<(), shardline_worker::Error>>)>,
+    gateway: Option<(
+        CancellationToken,
+        JoinHandle<Result<(), shardline_gateway::Error>>,
+    )>,
+    worker: Option<(
+        CancellationToken,
+        JoinHandle<Result<(), shardline_worker::Error>>,
+    )>,
     nats_url: String,
     auth: NatsAuth,
 }
@@ -37,7 +43,12 @@ impl System {
     /// Starts the simulator and a gateway on `nats_url` as `auth` with `replicas`,
     /// declares every consumer (as the operator's `topology apply` would) and waits
     /// for both shards to be READY.
-    pub async fn start(nats_url: &str, auth: NatsAuth, replicas: usize, operator: async_nats::Client) -> Self {
+    pub async fn start(
+        nats_url: &str,
+        auth: NatsAuth,
+        replicas: usize,
+        operator: async_nats::Client,
+    ) -> Self {
         let sim = Simulator::start(SimConfig {
             shard_total: SHARDS,
             max_concurrency: 16,
@@ -45,7 +56,8 @@ impl System {
         })
         .await
         .expect("simulator");
-        let mut config = Config::for_gateway(&sim.config().token, &sim.gateway_url(), SHARDS, nats_url);
+        let mut config =
+            Config::for_gateway(&sim.config().token, &sim.gateway_url(), SHARDS, nats_url);
         config.max_concurrency = Some(16);
         config.nats_auth = auth.clone();
         config.stream_replicas = replicas;
@@ -55,13 +67,19 @@ impl System {
             sim.wait_ready(shard).await;
         }
         let js = async_nats::jetstream::new(operator);
-        shardline_testkit::eventually("the gateway's streams", std::time::Duration::from_secs(60), || {
-            let js = js.clone();
-            async move { js.get_stream("DEAD_LETTER").await.ok().map(|_| ()) }
-        })
+        shardline_testkit::eventually(
+            "the gateway's streams",
+            std::time::Duration::from_secs(60),
+            || {
+                let js = js.clone();
+                async move { js.get_stream("DEAD_LETTER").await.ok().map(|_| ()) }
+            },
+        )
         .await;
         for consumer in &CONSUMERS {
-            shardline_jetstream::reconcile_consumer(&js, consumer).await.expect("consumer");
+            shardline_jetstream::reconcile_consumer(&js, consumer)
+                .await
+                .expect("consumer");
         }
         Self {
             sim,
@@ -127,9 +145,12 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
-        for stop in [self.gateway.as_ref().map(|g| &g.0), self.worker.as_ref().map(|w| &w.0)]
-            .into_iter()
-            .flatten()
+        for stop in [
+            self.gateway.as_ref().map(|g| &g.0),
+            self.worker.as_ref().map(|w| &w.0),
+        ]
+        .into_iter()
+        .flatten()
         {
             stop.cancel();
         }

@@ -93,7 +93,8 @@ mod tests {
     #[test]
     fn values_of_either_version_read_in_both() {
         // Written before `process` and `started_at_ms` existed.
-        let old = r#"{"session_id":"s","sequence":9,"resume_url":null,"shard_total":2,"saved_at_ms":5}"#;
+        let old =
+            r#"{"session_id":"s","sequence":9,"resume_url":null,"shard_total":2,"saved_at_ms":5}"#;
         let read: StoredSession = serde_json::from_str(old).unwrap();
         assert_eq!((read.process, read.started_at_ms), (None, None));
         // Written now, read by a gateway that knows only the first five fields.

@@ -237,9 +237,7 @@ fn parse(
     }
     let at = get(headers::DEAD_LETTER_AT)
         .parse::<u64>()
-        .map_or(stored_at, |nanos| {
-            UNIX_EPOCH + Duration::from_nanos(nanos)
-        });
+        .map_or(stored_at, |nanos| UNIX_EPOCH + Duration::from_nanos(nanos));
     DeadLetter {
         sequence,
         original_subject: get(headers::DEAD_LETTER_SUBJECT),
@@ -312,11 +310,7 @@ pub async fn replay(
 /// # Errors
 ///
 /// Fails on the first dead letter that cannot be removed; those before it are gone.
-pub async fn purge(
-    js: &jetstream::Context,
-    filter: &Filter,
-    limit: usize,
-) -> Result<usize, Error> {
+pub async fn purge(js: &jetstream::Context, filter: &Filter, limit: usize) -> Result<usize, Error> {
     let letters = list_matching(js, filter, limit).await?;
     let stream = js
         .get_stream_no_info(DEAD_LETTER.name)
