@@ -3,6 +3,7 @@
 //! The format and the choices behind it are in docs/ops.md.
 
 mod format;
+mod inflight;
 mod restore;
 
 use std::path::{Path, PathBuf};

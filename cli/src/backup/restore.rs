@@ -2,7 +2,6 @@
 //! (keeping sequence numbers unless told not to), then put the original settings
 //! back.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::inflight::{InFlight, RecentIds};
 use super::{Manifest, SegmentReader, progress, stream_not_found, verify};
 use crate::{Error, ErrorKind};
 
@@ -49,21 +49,12 @@ pub struct RestoreSummary {
 /// Header on the placeholders that hold a gap's sequence until they are deleted.
 const GAP_HEADER: &str = "Shardline-Restore-Gap";
 
-/// Publishes awaiting their ack at most.
-const IN_FLIGHT: usize = 256;
-/// Payload bytes awaiting their ack at most (1 MiB messages must not pile up).
-const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-
 /// The shortest duplicate window JetStream accepts (measured: "duplicates window
 /// needs to be >= 100ms"), kept during a restore. A backup may hold two messages
 /// with the same `Nats-Msg-Id` (stored further apart than the stream's window), and
-/// both must come back: a repeated id waits [`DUPLICATE_WAIT`] after the first one
+/// both must come back: a repeated id waits [`DUPLICATE_WAIT`](super::inflight::DUPLICATE_WAIT) after the first one
 /// was published. The stream's own window is put back at the end.
 const RESTORE_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
-/// How long a repeated `Nats-Msg-Id` waits after its first publish: the window
-/// plus a margin for the server's clock being read a little later than ours.
-const DUPLICATE_WAIT: Duration = Duration::from_millis(150);
-
 /// Restores the backup in `dir`: verifies all of it first, then (only then)
 /// creates the stream, replacing an existing one with `force`.
 ///
@@ -274,104 +265,6 @@ async fn placeholder(js: &jetstream::Context, subject: &str) -> Result<PublishAc
     js.publish_with_headers(subject.to_owned(), headers, Bytes::new())
         .await
         .map_err(|e| Error::request("publishing a placeholder", e))
-}
-
-/// `Nats-Msg-Id`s published within the last [`DUPLICATE_WAIT`], as hashes (a
-/// collision only costs a needless wait).
-#[derive(Default)]
-struct RecentIds {
-    at: std::collections::HashMap<u64, std::time::Instant>,
-    order: VecDeque<(std::time::Instant, u64)>,
-}
-
-impl RecentIds {
-    fn hash(id: &str) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
-    }
-
-    fn prune(&mut self, now: std::time::Instant) {
-        while let Some(&(at, hash)) = self.order.front() {
-            if now.duration_since(at) < DUPLICATE_WAIT {
-                break;
-            }
-            self.order.pop_front();
-            if self.at.get(&hash) == Some(&at) {
-                self.at.remove(&hash);
-            }
-        }
-    }
-
-    /// How long to wait before `id` may be published again, if at all.
-    fn wait_for(&mut self, id: &str) -> Option<Duration> {
-        let now = std::time::Instant::now();
-        self.prune(now);
-        let at = self.at.get(&Self::hash(id))?;
-        Some(DUPLICATE_WAIT.saturating_sub(now.duration_since(*at)))
-    }
-
-    fn published(&mut self, id: &str) {
-        let now = std::time::Instant::now();
-        let hash = Self::hash(id);
-        self.at.insert(hash, now);
-        self.order.push_back((now, hash));
-    }
-}
-
-/// Acks awaited in publish order, bounded by count and bytes.
-#[derive(Default)]
-struct InFlight {
-    queue: VecDeque<(u64, usize, PublishAckFuture)>,
-    bytes: usize,
-}
-
-impl InFlight {
-    async fn push(
-        &mut self,
-        stream: &str,
-        expected: u64,
-        bytes: usize,
-        ack: PublishAckFuture,
-    ) -> Result<(), Error> {
-        self.queue.push_back((expected, bytes, ack));
-        self.bytes += bytes;
-        while self.queue.len() >= IN_FLIGHT || self.bytes >= IN_FLIGHT_BYTES {
-            self.pop(stream).await?;
-        }
-        Ok(())
-    }
-
-    async fn pop(&mut self, stream: &str) -> Result<(), Error> {
-        let Some((expected, bytes, ack)) = self.queue.pop_front() else {
-            return Ok(());
-        };
-        self.bytes -= bytes;
-        let ack = ack
-            .await
-            .map_err(|e| Error::request(format!("publishing into {stream}"), e))?;
-        if ack.duplicate || ack.sequence != expected {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{stream}: a restored message got sequence {} (expected {expected}{}): is something else publishing into it? Stop its publishers and restore again with --force",
-                    ack.sequence,
-                    if ack.duplicate {
-                        ", dropped as a duplicate"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn drain(&mut self, stream: &str) -> Result<(), Error> {
-        while !self.queue.is_empty() {
-            self.pop(stream).await?;
-        }
-        Ok(())
-    }
 }
 
 /// The restored stream holds what the manifest says.

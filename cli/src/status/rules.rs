@@ -313,3 +313,6 @@ fn node_rows(observed: &Observed, silence: u64) -> Vec<NodeRow> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
