@@ -100,6 +100,10 @@ impl Health {
     /// The NATS client whose connection `/readyz` checks, and on which this process
     /// answers status requests on [`STATUS_SUBJECT`] until the last clone of this
     /// `Health` is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the responder is a task).
     pub fn set_nats(&self, client: async_nats::Client) {
         if self.inner.nats.set(client.clone()).is_ok() {
             tokio::spawn(answer_status(
