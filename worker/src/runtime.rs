@@ -118,6 +118,7 @@ impl Worker {
         let js = jetstream::new(client.clone());
         let replicas = self.settings.stream_replicas;
         let consumer = declare(&js, spec, replicas).await?;
+        m::register(spec.durable);
         let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
         let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));

@@ -33,14 +33,19 @@ fn free_addr() -> String {
 
 /// `GET /metrics` from a child's metrics address.
 fn scrape(addr: &str) -> String {
+    try_scrape(addr).expect("the child serves /metrics")
+}
+
+/// `GET /metrics`, or `None` while nothing listens yet.
+fn try_scrape(addr: &str) -> Option<String> {
     use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
+        .ok()?;
     let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 /// The value of the sample `line_start` (name and labels) in a scrape, 0 if absent.
@@ -185,4 +190,46 @@ async fn sigterm_finishes_or_returns_in_flight_messages_and_exits_zero() {
     );
     second.signal("TERM");
     assert!(second.wait().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_at_zero_before_the_first_message() {
+    let (nats, _js, dir) = setup().await;
+    let addr = free_addr();
+    let mut worker = spawn(&nats, dir.path(), "idle", &[("METRICS_ADDR", &addr)]);
+    let c = r#"consumer="proc-worker""#;
+    let mut want: Vec<String> = ["success", "retry", "terminal"]
+        .iter()
+        .map(|s| format!(r#"nats_consumer_messages_processed_total{{{c},status="{s}"}} 0"#))
+        .collect();
+    want.extend(
+        ["terminal", "undecodable", "max_deliveries"]
+            .iter()
+            .map(|r| format!(r#"nats_consumer_dead_letters_total{{{c},reason="{r}"}} 0"#)),
+    );
+    want.push(format!(
+        "nats_consumer_message_processing_duration_seconds_count{{{c}}} 0"
+    ));
+    want.push(format!("nats_consumer_lag{{{c}}} 0"));
+    want.push(format!("nats_consumer_ack_pending{{{c}}} 0"));
+    let scrape = eventually(
+        "the worker registered its series",
+        Duration::from_secs(20),
+        || {
+            let addr = addr.clone();
+            async move {
+                let scrape = try_scrape(&addr)?;
+                scrape.contains("nats_consumer_lag").then_some(scrape)
+            }
+        },
+    )
+    .await;
+    for line in &want {
+        assert!(
+            scrape.lines().any(|l| l == line),
+            "{line} missing before the first message:\n{scrape}"
+        );
+    }
+    worker.signal("TERM");
+    assert!(worker.wait().success());
 }
