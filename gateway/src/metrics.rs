@@ -49,6 +49,9 @@ pub const CONSUMER_ACK_PENDING: &str = "nats_consumer_ack_pending";
 pub const CLUSTER_NODES: &str = "nats_cluster_nodes";
 /// Failed reads of stream or consumer state while polling JetStream.
 pub const JETSTREAM_STATS_ERRORS: &str = "gateway_jetstream_stats_errors_total";
+/// Streams the gateway found missing (or changed) after start and put back, by
+/// `stream`: a broker that restarted without its memory streams.
+pub const TOPOLOGY_REPAIRS: &str = "gateway_topology_repairs_total";
 
 /// Every `reason` of [`EVENTS_DROPPED`]: broken frames, events given up on after
 /// the publish retry limit, payloads too large even compressed.
@@ -127,6 +130,10 @@ pub fn register(shards: &[u32]) {
         "JetStream servers holding a live copy of the streams"
     );
     describe_counter!(JETSTREAM_STATS_ERRORS, "Failed JetStream state reads");
+    describe_counter!(
+        TOPOLOGY_REPAIRS,
+        "Streams found missing after start and recreated"
+    );
 
     for reason in DROP_REASONS {
         metrics::counter!(EVENTS_DROPPED, "reason" => *reason).absolute(0);
@@ -137,6 +144,9 @@ pub fn register(shards: &[u32]) {
     metrics::gauge!(PUBLISH_INFLIGHT).set(0.0);
     metrics::counter!(PAYLOADS_COMPRESSED).absolute(0);
     metrics::counter!(JETSTREAM_STATS_ERRORS).absolute(0);
+    for stream in shardline_proto::topology::STREAMS {
+        metrics::counter!(TOPOLOGY_REPAIRS, "stream" => stream.name).absolute(0);
+    }
     for shard in shards {
         let shard = shard.to_string();
         metrics::gauge!(SHARD_CONNECTED, "shard" => shard.clone()).set(0.0);

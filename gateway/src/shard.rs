@@ -97,7 +97,8 @@ pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardCont
         };
         match item {
             Ok(Message::Text(text)) => {
-                handle_text(&mut shard, &mut router, &ctx, text, &shard_label).await;
+                let stop = Some(&ctx.shutdown);
+                handle_text(&mut shard, &mut router, &ctx, text, &shard_label, stop).await;
             }
             Ok(Message::Close(frame)) => {
                 last_close = frame.as_ref().map(|f| f.code);
@@ -109,13 +110,15 @@ pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardCont
     }
 
     // A resumable close keeps the Discord session alive for a later resume; 1000
-    // would end it. Frames that arrive before the echo are still published.
+    // would end it. Frames that arrive before the echo are still published, within
+    // CLOSE_TIMEOUT: a publish still waiting then (the broker is away) is abandoned
+    // with its receipt, so the stored floor stays below it and the resume replays it.
     shard.close(CloseFrame::RESUME);
     let drained = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(item) = shard.next().await {
             match item {
                 Ok(Message::Text(text)) => {
-                    handle_text(&mut shard, &mut router, &ctx, text, &shard_label).await;
+                    handle_text(&mut shard, &mut router, &ctx, text, &shard_label, None).await;
                 }
                 Ok(Message::Close(_)) => break,
                 Err(error) => receive_error(id, &error),
@@ -145,12 +148,16 @@ fn receive_error(shard: u32, error: &twilight_gateway::error::ReceiveMessageErro
     }
 }
 
+/// Routes and publishes one frame. With `stop`, a publish still waiting for room
+/// when it is cancelled is abandoned (its receipt uncompleted: the resume replays it),
+/// so a shard blocked on a full publisher still shuts down at once.
 async fn handle_text<Q: Queue>(
     shard: &mut Shard<Q>,
     router: &mut ShardRouter,
     ctx: &ShardContext,
     text: String,
     shard_label: &str,
+    stop: Option<&CancellationToken>,
 ) {
     let received_at = SystemTime::now();
     let session = shard.session().map(|s| (s.id().to_owned(), s.sequence()));
@@ -160,7 +167,18 @@ async fn handle_text<Q: Queue>(
             metrics::counter!(m::EVENTS_RECEIVED, "event_type" => out.event.clone()).increment(1);
             let (session_id, _) = session.as_ref().expect("routed with a session");
             let receipt = ctx.progress.begin(session_id, out.sequence);
-            ctx.publisher.publish(out, receipt).await;
+            let publish = ctx.publisher.publish(out, receipt);
+            match stop {
+                Some(stop) => tokio::select! {
+                    biased;
+                    () = publish => {}
+                    () = stop.cancelled() => tracing::info!(
+                        shard = router.shard_id(),
+                        "shutdown while the publisher is full; the event is left for the resume to replay"
+                    ),
+                },
+                None => publish.await,
+            }
         }
         Ok(Routed::Lifecycle(kind)) => {
             ctx.health.set_connected(router.shard_id(), true);

@@ -28,7 +28,7 @@ pub enum DeadKind {
 
 impl DeadKind {
     /// Every kind.
-    pub const ALL: [DeadKind; 3] = [Self::Terminal, Self::Undecodable, Self::MaxDeliveries];
+    pub const ALL: [Self; 3] = [Self::Terminal, Self::Undecodable, Self::MaxDeliveries];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {

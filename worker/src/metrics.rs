@@ -16,6 +16,26 @@ pub const ACK_PENDING: &str = "nats_consumer_ack_pending";
 /// `max_deliveries`).
 pub const DEAD_LETTERS: &str = "nats_consumer_dead_letters_total";
 
+/// Every `status` of [`MESSAGES_PROCESSED`].
+pub const STATUSES: [&str; 3] = ["success", "retry", "terminal"];
+
+/// Registers every series of `consumer` at zero, so rates and alerts see each one from
+/// the first scrape rather than only after its first use.
+pub fn register(consumer: &'static str) {
+    for status in STATUSES {
+        metrics::counter!(MESSAGES_PROCESSED, "consumer" => consumer, "status" => status)
+            .increment(0);
+    }
+    for kind in crate::deadletter::DeadKind::ALL {
+        metrics::counter!(DEAD_LETTERS, "consumer" => consumer, "reason" => kind.as_str())
+            .increment(0);
+    }
+    // A histogram shows once registered, with empty buckets.
+    let _ = metrics::histogram!(PROCESSING_DURATION, "consumer" => consumer);
+    metrics::gauge!(LAG, "consumer" => consumer).set(0.0);
+    metrics::gauge!(ACK_PENDING, "consumer" => consumer).set(0.0);
+}
+
 /// Processing buckets: from sub-millisecond handlers to second-scale ones.
 pub const PROCESSING_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
