@@ -37,14 +37,6 @@ struct Inner {
     shards: Mutex<BTreeMap<u32, ShardLive>>,
     nats: OnceLock<async_nats::Client>,
     started_at_ms: u64,
-    /// Ends the status responder when the last `Health` goes.
-    responder: CancellationToken,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.responder.cancel();
-    }
 }
 
 fn now_ms() -> u64 {
@@ -76,7 +68,6 @@ impl Health {
                 shards: Mutex::default(),
                 nats: OnceLock::new(),
                 started_at_ms,
-                responder: CancellationToken::new(),
             }),
         };
         health
@@ -97,21 +88,19 @@ impl Health {
         health
     }
 
-    /// The NATS client whose connection `/readyz` checks, and on which this process
-    /// answers status requests on [`STATUS_SUBJECT`] until the last clone of this
-    /// `Health` is dropped.
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime (the responder is a task).
+    /// The NATS client whose connection `/readyz` checks.
     pub fn set_nats(&self, client: async_nats::Client) {
-        if self.inner.nats.set(client.clone()).is_ok() {
-            tokio::spawn(answer_status(
-                client,
-                Arc::downgrade(&self.inner),
-                self.inner.responder.clone(),
-            ));
-        }
+        let _ = self.inner.nats.set(client);
+    }
+
+    /// Answers status requests on [`STATUS_SUBJECT`] (what `shardline status` asks
+    /// every gateway) on `client` until `stop` is cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: meant to run as its own task.
+    pub async fn answer_status(self, client: async_nats::Client, stop: CancellationToken) {
+        answer_status(client, self, stop).await;
     }
 
     /// Records whether `shard` has a live session (and sets its gauge).
@@ -183,11 +172,7 @@ fn status_of(inner: &Inner) -> GatewayStatus {
 
 /// Answers every status request with this process's shard states, until `stop`.
 /// Holds the health weakly: a gateway that stopped stops answering.
-async fn answer_status(
-    client: async_nats::Client,
-    health: std::sync::Weak<Inner>,
-    stop: CancellationToken,
-) {
+async fn answer_status(client: async_nats::Client, health: Health, stop: CancellationToken) {
     let mut requests = match client.subscribe(STATUS_SUBJECT).await {
         Ok(requests) => requests,
         Err(error) => {
@@ -201,11 +186,10 @@ async fn answer_status(
             request = requests.next() => request,
         };
         let Some(request) = request else { break };
-        let (Some(reply), Some(inner)) = (request.reply, health.upgrade()) else {
+        let Some(reply) = request.reply else {
             continue;
         };
-        let status = status_of(&inner);
-        drop(inner);
+        let status = status_of(&health.inner);
         match serde_json::to_vec(&status) {
             Ok(body) => {
                 if let Err(error) = client.publish(reply, body.into()).await {

@@ -71,6 +71,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             )
         })?;
     health.set_nats(client.clone());
+    tokio::spawn(
+        health
+            .clone()
+            .answer_status(client.clone(), background.clone()),
+    );
     let js = jetstream::new(client.clone());
     let replicas = config.stream_replicas;
     shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas }).await?;
