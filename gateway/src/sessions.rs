@@ -8,7 +8,7 @@
 //! total and only while younger than `SESSION_MAX_AGE`.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv::{Config as KvConfig, Store};
 use async_nats::jetstream::{self, stream::StorageType};
@@ -166,15 +166,18 @@ async fn save(
     Ok(())
 }
 
-/// Writes each shard's session every [`SAVE_INTERVAL`] while it changes, until
-/// `stop` is cancelled. A failed write is retried at the next tick.
+/// Writes each shard's session every [`SAVE_INTERVAL`] while it changes, and every
+/// `refresh` while it does not and nothing awaits an ack, until `stop` is cancelled.
+/// A failed write is retried at the next tick.
 pub async fn save_periodically(
     store: Store,
     shard_total: u32,
     shards: Vec<(u32, Progress)>,
+    refresh: Duration,
     stop: CancellationToken,
 ) {
     let mut starts = Starts::default();
+    let mut saved_at: HashMap<u32, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(SAVE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -183,14 +186,29 @@ pub async fn save_periodically(
             _ = tick.tick() => {}
         }
         for (shard, progress) in &shards {
-            let Ok(snapshot) = progress.take_changed() else {
-                continue;
+            // A quiet shard's session does not change, but it must not look older than
+            // SESSION_MAX_AGE to the next start either: with nothing awaiting an ack,
+            // a resume replays nothing already stored, so rewriting it is safe. A floor
+            // held back by a publish that is still retried is not refreshed: its age
+            // is the age of what a resume would replay.
+            let snapshot = match progress.take_changed() {
+                Ok(snapshot) => snapshot,
+                Err(()) => {
+                    let due = saved_at.get(shard).is_none_or(|at| at.elapsed() >= refresh);
+                    match progress.snapshot() {
+                        Some(snapshot) if due && progress.settled() => Some(snapshot),
+                        _ => continue,
+                    }
+                }
             };
-            if let Err(error) =
-                save(&store, *shard, shard_total, snapshot.as_ref(), &mut starts).await
-            {
-                tracing::warn!(shard, %error, "cannot store the session; retrying");
-                progress.mark_changed();
+            match save(&store, *shard, shard_total, snapshot.as_ref(), &mut starts).await {
+                Ok(()) => {
+                    saved_at.insert(*shard, Instant::now());
+                }
+                Err(error) => {
+                    tracing::warn!(shard, %error, "cannot store the session; retrying");
+                    progress.mark_changed();
+                }
             }
         }
     }
