@@ -10,11 +10,10 @@ use futures_util::StreamExt;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use shardline_proto::headers;
-use shardline_proto::payload::Interaction;
 use shardline_proto::topology::{COMMAND_WORKER, ConsumerSpec, EVENT_WORKER};
+use shardline_worker::commands::{DiscordHttp, InteractionHandler};
 use shardline_worker::{Context as Meta, DecodeError, Handler, Handlers, Outcome, Worker};
 use tokio_util::sync::CancellationToken;
-use twilight_model::http::interaction::{InteractionResponse, InteractionResponseType};
 
 use crate::child;
 use crate::stats::{Latency, Recorder};
@@ -137,30 +136,20 @@ impl Handler for NoOp {
     }
 }
 
-/// Defers every interaction (type 5), the first thing a real command handler does.
-struct Defer {
-    probe: Probe,
-    http: Arc<twilight_http::Client>,
-}
+/// Notes when a handler started, then runs it: the real command worker's handler,
+/// measured as every other consumer is.
+struct Probed<H>(Probe, H);
 
-impl Handler for Defer {
-    type Payload = Interaction;
+impl<H: Handler> Handler for Probed<H> {
+    type Payload = H::Payload;
 
-    async fn handle(&self, interaction: Interaction, meta: &Meta) -> Outcome {
-        self.probe.hit(meta_nanos(meta));
-        let response = InteractionResponse {
-            kind: InteractionResponseType::DeferredChannelMessageWithSource,
-            data: None,
-        };
-        let sent = self
-            .http
-            .interaction(interaction.application_id)
-            .create_response(interaction.id, &interaction.token, &response)
-            .await;
-        match sent {
-            Ok(_) => Outcome::Success,
-            Err(e) => Outcome::terminal(format!("defer failed: {e}")),
-        }
+    fn decode(body: &[u8]) -> Result<H::Payload, DecodeError> {
+        H::decode(body)
+    }
+
+    async fn handle(&self, payload: H::Payload, meta: &Meta) -> Outcome {
+        self.0.hit(meta_nanos(meta));
+        self.1.handle(payload, meta).await
     }
 }
 
@@ -175,19 +164,16 @@ pub async fn worker(args: ConsumerArgs) -> anyhow::Result<()> {
     let client = async_nats::connect(&args.nats_url).await?;
     let shutdown = CancellationToken::new();
     let events = Handlers::new().on("events.>", NoOp(probe.clone()));
+    // With a REST base, the command worker's own handler: defer through twilight-http
+    // (callbacks without its rate limiter), run `/ping`, edit the response.
     let commands = match &args.defer_via {
         Some(base) => {
-            let http = twilight_http::Client::builder()
-                .token("Bot sim-token".to_owned())
-                .proxy(base.clone(), true)
-                .build();
-            Handlers::new().on(
-                "commands.>",
-                Defer {
-                    probe: probe.clone(),
-                    http: Arc::new(http),
-                },
-            )
+            let discord = DiscordHttp::new(Some(&format!("http://{base}")), None);
+            let js = jetstream::new(client.clone());
+            let handler =
+                InteractionHandler::new(&js, discord, shardline_worker::commands::reference())
+                    .await?;
+            Handlers::new().on("commands.>", Probed(probe.clone(), handler))
         }
         None => Handlers::new().on("commands.>", NoOp(probe.clone())),
     };

@@ -279,6 +279,15 @@ impl Simulator {
         self.shared().lock().callbacks.clone()
     }
 
+    /// The most REST requests the simulator was answering at once since the last call
+    /// (a client that sends one request at a time shows 1); resets the count.
+    pub fn take_rest_concurrency(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let shared = self.shared();
+        let now = shared.rest_in_flight.load(Ordering::Relaxed);
+        shared.rest_in_flight_max.swap(now, Ordering::Relaxed)
+    }
+
     /// Plays generated traffic and returns what was dispatched, in order. Shards are
     /// interleaved round-robin; every guild event uses one of the shard's READY guilds.
     ///

@@ -210,6 +210,9 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<SimEvent>,
     /// Notified on every session state change (READY/RESUMED queued, disconnects).
     pub changed: Notify,
+    /// REST requests being answered now, and the most at once since the last reset.
+    pub rest_in_flight: std::sync::atomic::AtomicUsize,
+    pub rest_in_flight_max: std::sync::atomic::AtomicUsize,
 }
 
 /// Identifies of one bucket closer together than this count as a rate-limit violation.
@@ -224,6 +227,8 @@ impl Shared {
             state: Mutex::new(State::default()),
             events: broadcast::channel(4096).0,
             changed: Notify::new(),
+            rest_in_flight: Default::default(),
+            rest_in_flight_max: Default::default(),
         }
     }
 

@@ -49,6 +49,9 @@ pub const CONSUMER_ACK_PENDING: &str = "nats_consumer_ack_pending";
 pub const CLUSTER_NODES: &str = "nats_cluster_nodes";
 /// Failed reads of stream or consumer state while polling JetStream.
 pub const JETSTREAM_STATS_ERRORS: &str = "gateway_jetstream_stats_errors_total";
+/// Streams the gateway found missing (or changed) after start and put back, by
+/// `stream`: a broker that restarted without its memory streams.
+pub const TOPOLOGY_REPAIRS: &str = "gateway_topology_repairs_total";
 
 /// Every `reason` of [`EVENTS_DROPPED`]: broken frames, events given up on after
 /// the publish retry limit, payloads too large even compressed.
@@ -127,6 +130,10 @@ pub fn register(shards: &[u32]) {
         "JetStream servers holding a live copy of the streams"
     );
     describe_counter!(JETSTREAM_STATS_ERRORS, "Failed JetStream state reads");
+    describe_counter!(
+        TOPOLOGY_REPAIRS,
+        "Streams found missing after start and recreated"
+    );
 
     for reason in DROP_REASONS {
         metrics::counter!(EVENTS_DROPPED, "reason" => *reason).absolute(0);
@@ -137,12 +144,62 @@ pub fn register(shards: &[u32]) {
     metrics::gauge!(PUBLISH_INFLIGHT).set(0.0);
     metrics::counter!(PAYLOADS_COMPRESSED).absolute(0);
     metrics::counter!(JETSTREAM_STATS_ERRORS).absolute(0);
+    for stream in shardline_proto::topology::STREAMS {
+        metrics::counter!(TOPOLOGY_REPAIRS, "stream" => stream.name).absolute(0);
+    }
     for shard in shards {
         let shard = shard.to_string();
         metrics::gauge!(SHARD_CONNECTED, "shard" => shard.clone()).set(0.0);
         for kind in ["identify", "resume"] {
             metrics::counter!(SHARD_RECONNECTS, "shard" => shard.clone(), "kind" => kind)
                 .absolute(0);
+        }
+    }
+}
+
+/// Handles of the publisher's per-message series, looked up once: the registry lookup
+/// behind `metrics::counter!` (key hashing, label allocation, a lock) costs more per
+/// message than the update itself.
+pub(crate) struct PublishMetrics {
+    /// [`PUBLISH_INFLIGHT`].
+    pub(crate) inflight: metrics::Gauge,
+    duration: metrics::Histogram,
+    /// Per stream: [`EVENTS_PUBLISHED`] and [`EVENTS_DEDUPLICATED`].
+    by_stream: Vec<(&'static str, metrics::Counter, metrics::Counter)>,
+}
+
+impl PublishMetrics {
+    /// The handles (no-ops without a recorder).
+    pub(crate) fn new() -> Self {
+        let by_stream = shardline_proto::topology::STREAMS
+            .iter()
+            .map(|s| {
+                (
+                    s.name,
+                    metrics::counter!(EVENTS_PUBLISHED, "stream" => s.name),
+                    metrics::counter!(EVENTS_DEDUPLICATED, "stream" => s.name),
+                )
+            })
+            .collect();
+        Self {
+            inflight: metrics::gauge!(PUBLISH_INFLIGHT),
+            duration: metrics::histogram!(PUBLISH_DURATION),
+            by_stream,
+        }
+    }
+
+    /// One message acknowledged by `stream` after `seconds`, or dropped by it as a
+    /// duplicate.
+    pub(crate) fn acked(&self, stream: &str, seconds: f64, duplicate: bool) {
+        self.duration.record(seconds);
+        if let Some((_, published, deduplicated)) =
+            self.by_stream.iter().find(|(name, _, _)| *name == stream)
+        {
+            if duplicate {
+                deduplicated.increment(1);
+            } else {
+                published.increment(1);
+            }
         }
     }
 }

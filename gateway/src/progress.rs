@@ -7,6 +7,12 @@
 //! never to be published: READY, RESUMED, a broken frame, an event given up on with
 //! a counted reason). That floor is what the session store saves, so a resume
 //! replays exactly what might be missing and `Nats-Msg-Id` drops the overlap.
+//!
+//! A [`Receipt`] lets the floor pass its sequence only when completed. One dropped
+//! without completing (a publish abandoned at shutdown while the broker is away, a
+//! task that panicked) holds the floor below it for the rest of the session, so the
+//! next start resumes before it and Discord replays it: an accident costs a replay,
+//! never an event.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,7 +106,7 @@ impl Progress {
     }
 
     /// Marks dispatch `sequence` of session `session_id` as handed to the publisher;
-    /// the floor stays below it until the returned [`Receipt`] is dropped.
+    /// the floor stays below it until the returned [`Receipt`] is completed.
     pub fn begin(&self, session_id: &str, sequence: u64) -> Receipt {
         self.observe(Some((session_id, sequence.saturating_sub(1))), None);
         let mut st = self.lock();
@@ -137,6 +143,12 @@ impl Progress {
         }
     }
 
+    /// Whether every dispatch handed to the publisher is acknowledged: the floor is
+    /// the last sequence received, so a resume from it replays nothing stored.
+    pub fn settled(&self) -> bool {
+        self.lock().pending.is_empty()
+    }
+
     /// Marks the snapshot as changed again (its write failed).
     pub fn mark_changed(&self) {
         self.lock().changed = true;
@@ -157,17 +169,20 @@ impl Progress {
     }
 }
 
-/// A dispatch handed to the publisher. Dropping it (acked, or given up on with a
-/// counted reason) lets the floor pass its sequence.
+/// A dispatch handed to the publisher. [`complete`](Self::complete) it once it is
+/// stored (or given up on with a counted reason); dropping it without that keeps the
+/// floor below its sequence, so a later resume replays it.
 #[derive(Debug)]
+#[must_use = "an uncompleted receipt holds the session's floor below its sequence"]
 pub struct Receipt {
     progress: Progress,
     generation: u64,
     sequence: u64,
 }
 
-impl Drop for Receipt {
-    fn drop(&mut self) {
+impl Receipt {
+    /// The dispatch is stored, or given up on: the floor may pass its sequence.
+    pub fn complete(self) {
         self.progress.complete(self.generation, self.sequence);
     }
 }
@@ -188,9 +203,9 @@ mod tests {
         let b = p.begin("s", 3);
         p.observe(Some(("s", 4)), None); // a frame that is not published
         assert_eq!(floor(&p), 1);
-        drop(b);
+        b.complete();
         assert_eq!(floor(&p), 1);
-        drop(a);
+        a.complete();
         assert_eq!(floor(&p), 4);
         assert_eq!(p.snapshot().unwrap().resume_url.as_deref(), Some("ws://r"));
     }
@@ -200,7 +215,7 @@ mod tests {
         let p = Progress::default();
         let old = p.begin("old", 5);
         p.observe(Some(("new", 1)), None);
-        drop(old);
+        old.complete();
         let snap = p.snapshot().unwrap();
         assert_eq!((snap.session_id.as_str(), snap.sequence), ("new", 1));
         p.observe(None, None);
@@ -218,9 +233,32 @@ mod tests {
         }));
         let first = p.begin("s", 11);
         let replay = p.begin("s", 11);
-        drop(first);
+        first.complete();
         assert_eq!(floor(&p), 10);
-        drop(replay);
+        replay.complete();
         assert_eq!(floor(&p), 11);
+    }
+
+    #[test]
+    fn settled_means_nothing_awaits_an_ack() {
+        let p = Progress::default();
+        p.observe(Some(("s", 1)), None);
+        assert!(p.settled());
+        let r = p.begin("s", 2);
+        assert!(!p.settled());
+        r.complete();
+        assert!(p.settled());
+    }
+
+    #[test]
+    fn an_abandoned_receipt_holds_the_floor_below_it() {
+        let p = Progress::default();
+        p.observe(Some(("s", 1)), None);
+        let abandoned = p.begin("s", 2);
+        let stored = p.begin("s", 3);
+        drop(abandoned);
+        stored.complete();
+        p.observe(Some(("s", 5)), None);
+        assert_eq!(floor(&p), 1, "a resume replays from the abandoned dispatch");
     }
 }

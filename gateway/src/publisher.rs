@@ -11,6 +11,11 @@
 //! included. At the bound, `publish` waits, the shard stops reading, and TCP pushes
 //! back on Discord: memory holds at most `max_inflight` messages, however long NATS
 //! is away.
+//!
+//! Any failed attempt (no stream, a timeout, a broken connection) asks the caller to
+//! check the topology: after a broker restart that lost its memory streams, a core
+//! subscriber on `events.>` takes the publishes the streams no longer capture, so the
+//! publisher sees timeouts, never "no stream".
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,15 +42,27 @@ const HEADER_ROOM: usize = 4 * 1024;
 /// A message and what it holds until it is acked or given up on.
 struct Held {
     message: Outgoing,
-    _receipt: Receipt,
+    /// Completed once the message is stored or given up on; an abandoned one (the
+    /// process exits first) keeps the session's floor below the message.
+    receipt: Option<Receipt>,
     _permit: OwnedSemaphorePermit,
     /// When the first attempt started; retries stop `give_up_after` later.
     first: Instant,
+    inflight: metrics::Gauge,
+}
+
+impl Held {
+    /// The message is stored or given up on: the floor may pass it.
+    fn complete(&mut self) {
+        if let Some(receipt) = self.receipt.take() {
+            receipt.complete();
+        }
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        metrics::gauge!(m::PUBLISH_INFLIGHT).decrement(1.0);
+        self.inflight.decrement(1.0);
     }
 }
 
@@ -88,19 +105,21 @@ struct RetryContext {
     js: Context,
     retries: TaskTracker,
     give_up_after: Duration,
-    /// Notified when a publish finds no stream (the broker lost its state).
-    topology_lost: Arc<Notify>,
+    /// Notified when a publish fails in a way a lost topology explains.
+    check_topology: Arc<Notify>,
+    metrics: Arc<m::PublishMetrics>,
 }
 
 impl Publisher {
     /// A publisher on `client` holding at most `max_inflight` messages, retrying a
-    /// failed publish for `give_up_after`. `topology_lost` is notified when a
-    /// publish finds no stream, so the caller can reconcile the topology again.
+    /// failed publish for `give_up_after`. `check_topology` is notified when a
+    /// publish fails in a way a lost topology explains (no stream, a timeout, a
+    /// broken connection), so the caller can check the streams exist.
     pub fn new(
         client: async_nats::Client,
         max_inflight: usize,
         give_up_after: Duration,
-        topology_lost: Arc<Notify>,
+        check_topology: Arc<Notify>,
     ) -> (Self, Drain) {
         let max_inflight = max_inflight.max(1);
         let max_payload = client.server_info().max_payload;
@@ -114,7 +133,8 @@ impl Publisher {
             js,
             retries: retries.clone(),
             give_up_after,
-            topology_lost,
+            check_topology,
+            metrics: Arc::new(m::PublishMetrics::new()),
         };
         let tracker = tokio::spawn(track_acks(rx, ctx.clone()));
         let publisher = Self {
@@ -127,12 +147,14 @@ impl Publisher {
     }
 
     /// Queues `message` for JetStream and returns; its ack is tracked elsewhere and
-    /// `receipt` is dropped once it is acked or given up on. Waits while
+    /// `receipt` is completed once it is acked or given up on. Waits while
     /// `max_inflight` messages are outstanding.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: cancelling after the permit is taken drops the message.
+    /// Cancelling drops the message without completing its receipt: it may or may
+    /// not reach the stream, and the session's floor stays below it, so the next
+    /// resume replays it (and `Nats-Msg-Id` drops it if it was stored after all).
     pub async fn publish(&self, mut message: Outgoing, receipt: Receipt) {
         let permit = self
             .permits
@@ -142,14 +164,17 @@ impl Publisher {
             .expect("the publisher never closes its semaphore");
         let held_first = Instant::now();
         if message.payload.len() + HEADER_ROOM > self.max_payload && !self.compress(&mut message) {
-            return; // Permit and receipt drop here: the event is counted as dropped.
+            receipt.complete(); // Counted as dropped: the floor may pass it.
+            return;
         }
-        metrics::gauge!(m::PUBLISH_INFLIGHT).increment(1.0);
+        let inflight = self.ctx.metrics.inflight.clone();
+        inflight.increment(1.0);
         let held = Held {
             message,
-            _receipt: receipt,
+            receipt: Some(receipt),
             _permit: permit,
             first: held_first,
+            inflight,
         };
         let started = Instant::now();
         match send(&self.ctx.js, &held.message).await {
@@ -194,7 +219,7 @@ impl Publisher {
 }
 
 impl RetryContext {
-    fn retry(&self, held: Held) {
+    fn retry(&self, mut held: Held) {
         let this = self.clone();
         self.retries.spawn(async move {
             let mut attempt: u32 = 1;
@@ -207,6 +232,7 @@ impl RetryContext {
                         "giving up on an event after repeated publish failures"
                     );
                     metrics::counter!(m::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
+                    held.complete();
                     return;
                 }
                 let backoff = BACKOFF_START
@@ -221,7 +247,8 @@ impl RetryContext {
                 };
                 match result {
                     Ok(ack) => {
-                        acked(&held.message, started, ack.duplicate);
+                        this.acked(&held.message, started, ack.duplicate);
+                        held.complete();
                         return;
                     }
                     Err(kind) => this.failed(kind),
@@ -230,20 +257,23 @@ impl RetryContext {
         });
     }
 
+    fn acked(&self, message: &Outgoing, started: Instant, duplicate: bool) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.acked(message.stream, seconds, duplicate);
+    }
+
     fn failed(&self, kind: PublishErrorKind) {
         count_error(kind);
-        if kind == PublishErrorKind::StreamNotFound {
-            self.topology_lost.notify_one();
+        let topology_explains = matches!(
+            kind,
+            PublishErrorKind::StreamNotFound
+                | PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::Other
+        );
+        if topology_explains {
+            self.check_topology.notify_one();
         }
-    }
-}
-
-fn acked(message: &Outgoing, started: Instant, duplicate: bool) {
-    metrics::histogram!(m::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
-    if duplicate {
-        metrics::counter!(m::EVENTS_DEDUPLICATED, "stream" => message.stream).increment(1);
-    } else {
-        metrics::counter!(m::EVENTS_PUBLISHED, "stream" => message.stream).increment(1);
     }
 }
 
@@ -283,8 +313,11 @@ async fn track_acks(mut rx: mpsc::UnboundedReceiver<InFlight>, ctx: RetryContext
                 }),
                 None => open = false,
             },
-            Some((result, held, started)) = pending.next() => match result {
-                Ok(ack) => acked(&held.message, started, ack.duplicate),
+            Some((result, mut held, started)) = pending.next() => match result {
+                Ok(ack) => {
+                    ctx.acked(&held.message, started, ack.duplicate);
+                    held.complete();
+                }
                 Err(e) => {
                     ctx.failed(e.kind());
                     ctx.retry(held);

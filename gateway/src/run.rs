@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
-use shardline_jetstream::{ConnectOptions, ReconcileOptions};
+use async_nats::connection::State;
+use async_nats::jetstream::{self, kv};
+use shardline_jetstream::{Change, ConnectOptions, ReconcileOptions};
 use shardline_proto::topology::STREAMS;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -16,12 +17,22 @@ use crate::health::{self, Health};
 use crate::identify::{self, NatsQueue};
 use crate::plan::plan;
 use crate::progress::Progress;
-use crate::publisher::Publisher;
+use crate::publisher::{Drain, Publisher};
 use crate::shard::{ShardContext, ShardExit, fatal_close_reason, run_shard};
 use crate::{Config, commands, jetstream_stats, metrics, sessions};
 
-/// How long shutdown waits for outstanding publish acks.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long shutdown waits for outstanding publish acks while connected to NATS.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same when the connection is down: room for a reconnect that is under way.
+const DRAIN_TIMEOUT_DISCONNECTED: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the final session writes, and for the last flush.
+/// With the shards' close (5 s) and the drain, SIGTERM ends the process within about
+/// 23 s whatever the broker does (8 s when it is away); what was not acknowledged by
+/// then stays above the stored floors, and the next start resumes it.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time between two writes of a quiet shard's unchanged session.
+const MAX_REFRESH: Duration = Duration::from_secs(20);
 
 /// Runs the gateway until `shutdown` is cancelled (then closes every shard
 /// resumably, waits for outstanding acks and stores each shard's session) or every
@@ -46,19 +57,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             .map_err(|e| metrics_error(e.to_string()))?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     }
-    let client = shardline_jetstream::connect(&ConnectOptions {
+    // Any (re)connection, a failed publish too, is reason to check the topology.
+    let check_topology = Arc::new(Notify::new());
+    let options = ConnectOptions {
         url: config.nats_url.clone(),
         name: "shardline-gateway".to_owned(),
         auth: config.nats_auth.clone(),
-    })
-    .await
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Nats,
-            format!("connecting to {}: {e}", config.nats_url),
-        )
-    })?;
+    };
+    let client = shardline_jetstream::connect_observed(&options, Some(check_topology.clone()))
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Nats,
+                format!("connecting to {}: {e}", config.nats_url),
+            )
+        })?;
     health.set_nats(client.clone());
+    tokio::spawn(
+        health
+            .clone()
+            .answer_status(client.clone(), background.clone()),
+    );
     let js = jetstream::new(client.clone());
     let replicas = config.stream_replicas;
     shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas }).await?;
@@ -76,11 +95,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             background.clone(),
         ));
     }
-    let topology_lost = Arc::new(Notify::new());
     tokio::spawn(repair(
         js.clone(),
         replicas,
-        topology_lost.clone(),
+        check_topology.clone(),
         background.clone(),
     ));
 
@@ -88,7 +106,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         client.clone(),
         config.max_inflight,
         config.publish_give_up_after(),
-        topology_lost,
+        check_topology,
     );
     let intents = Intents::from_bits_retain(config.intents);
     let mut shards = JoinSet::new();
@@ -127,10 +145,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     drop(publisher);
     let stop_saving = CancellationToken::new();
+    // A third of the age limit: a quiet shard's stored session never looks too old.
+    let refresh = (config.session_max_age() / 3).clamp(sessions::SAVE_INTERVAL, MAX_REFRESH);
     let saver = tokio::spawn(sessions::save_periodically(
         store.clone(),
         plan.shard_total,
         progress.clone(),
+        refresh,
         stop_saving.clone(),
     ));
 
@@ -143,18 +164,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         }
     }
     tracing::info!("shards stopped; waiting for outstanding publish acks");
-    if tokio::time::timeout(DRAIN_TIMEOUT, drain.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "publish acks still outstanding after {DRAIN_TIMEOUT:?}; the stored sessions resume before them"
-        );
-    }
-    stop_saving.cancel();
-    let _ = saver.await;
-    sessions::save_all(&store, plan.shard_total, &progress).await;
-    let _ = client.flush().await;
+    wind_down(
+        &client,
+        drain,
+        saver,
+        stop_saving,
+        &store,
+        plan.shard_total,
+        &progress,
+    )
+    .await;
     if !shutdown.is_cancelled() && fatal.len() == plan.shard_ids.len() {
         let codes: Vec<String> = fatal
             .iter()
@@ -177,28 +196,89 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     Ok(())
 }
 
-/// Reconciles the topology again whenever a publish finds no stream (a broker that
-/// restarted without its memory streams), at most once a second.
+/// After the shards stopped: waits for outstanding acks, then stores every shard's
+/// session and flushes, each step bounded, the waits shortened while NATS is away.
+async fn wind_down(
+    client: &async_nats::Client,
+    drain: Drain,
+    mut saver: tokio::task::JoinHandle<()>,
+    stop_saving: CancellationToken,
+    store: &kv::Store,
+    shard_total: u32,
+    progress: &[(u32, Progress)],
+) {
+    let connected = || client.connection_state() == State::Connected;
+    let limit = if connected() {
+        DRAIN_TIMEOUT
+    } else {
+        DRAIN_TIMEOUT_DISCONNECTED
+    };
+    if tokio::time::timeout(limit, drain.wait()).await.is_err() {
+        tracing::warn!(
+            limit = ?limit,
+            connected = connected(),
+            "publish acks still outstanding; the stored sessions resume before them"
+        );
+    }
+    stop_saving.cancel();
+    if tokio::time::timeout(Duration::from_secs(1), &mut saver)
+        .await
+        .is_err()
+    {
+        saver.abort(); // A write stuck on an absent broker.
+    }
+    if !connected() {
+        tracing::error!(
+            "NATS is away: the sessions stored last (at most a second old) stand; the next start resumes from them"
+        );
+        return;
+    }
+    let save = sessions::save_all(store, shard_total, progress);
+    if tokio::time::timeout(SAVE_TIMEOUT, save).await.is_err() {
+        tracing::error!(
+            "NATS did not take the final sessions in time; the next start resumes from the last stored ones"
+        );
+    }
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+}
+
+/// Checks the topology again, creating what is missing, whenever `check` is notified
+/// (a reconnection, or a publish that failed in a way a lost topology explains), at
+/// most once a second. A broker that restarted without its memory streams shows up as
+/// "no stream", or, when a core subscriber listens on the subjects, as timeouts: the
+/// subscriber takes every publish and never acknowledges it.
 async fn repair(
     js: jetstream::Context,
     replicas: usize,
-    lost: Arc<Notify>,
+    check: Arc<Notify>,
     stop: CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = lost.notified() => {}
+            () = check.notified() => {}
         }
-        tracing::warn!("a stream is missing; reconciling the topology again");
-        if let Err(error) =
-            shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas })
-                .await
+        match shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas })
+            .await
         {
-            tracing::warn!(%error, "reconciling failed; retrying on the next missing stream");
+            Ok(changes) => {
+                for (stream, change) in changes {
+                    if change != Change::Unchanged {
+                        tracing::warn!(stream, ?change, "stream was missing or changed; repaired");
+                        ::metrics::counter!(metrics::TOPOLOGY_REPAIRS, "stream" => stream)
+                            .increment(1);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "checking the topology failed; retrying on the next failure")
+            }
         }
         let _ = sessions::open(&js, replicas).await;
         let _ = identify::open(&js, replicas).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }

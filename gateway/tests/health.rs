@@ -25,6 +25,7 @@ const NAMES: &[&str] = &[
     "gateway_shard_connected",
     "gateway_shard_latency_seconds",
     "gateway_shard_reconnects_total",
+    "gateway_topology_repairs_total",
 ];
 
 async fn readyz(addr: SocketAddr) -> Option<u16> {

@@ -1,6 +1,9 @@
 //! Connecting to NATS.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::auth::NatsAuth;
 
@@ -23,19 +26,41 @@ pub struct ConnectOptions {
 /// file, nkey seed) or cannot be read, or if no server in `options.url` accepts the
 /// first connection within 10 s (a refused password included).
 pub async fn connect(options: &ConnectOptions) -> Result<async_nats::Client, async_nats::Error> {
+    connect_observed(options, None).await
+}
+
+/// [`connect`], notifying `connected` each time the client (re)connects: a server
+/// that restarted may have lost its memory streams, and a caller that publishes to
+/// them wants to check before a publish tells it.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_observed(
+    options: &ConnectOptions,
+    connected: Option<Arc<Notify>>,
+) -> Result<async_nats::Client, async_nats::Error> {
     let nats = auth_options(&options.auth).await?;
     let client = nats
         .name(&options.name)
         .connection_timeout(Duration::from_secs(10))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                // Permission violations arrive here: the server's text names the subject.
-                async_nats::Event::ServerError(error) => {
-                    tracing::error!(%error, "NATS server error");
+        .event_callback(move |event| {
+            let connected = connected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        if let Some(connected) = connected {
+                            connected.notify_one();
+                        }
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    // Permission violations arrive here: the server's text names the subject.
+                    async_nats::Event::ServerError(error) => {
+                        tracing::error!(%error, "NATS server error");
+                    }
+                    other => tracing::info!(event = %other, "NATS client event"),
                 }
-                other => tracing::info!(event = %other, "NATS client event"),
             }
         })
         .connect(server_urls(&options.url))

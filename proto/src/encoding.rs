@@ -94,18 +94,63 @@ pub fn decode<'a>(
 
 fn decode_zstd(payload: &[u8]) -> Result<Vec<u8>, EncodingError> {
     let size = zstd_safe::get_frame_content_size(payload)
-        .map_err(|_| error(EncodingErrorKind::Corrupt))?
-        .ok_or(error(EncodingErrorKind::Corrupt))?;
-    if size > MAX_DECODED_BYTES {
-        return Err(error(EncodingErrorKind::TooLarge));
-    }
-    let mut out = vec![0u8; size as usize];
-    let written = zstd_safe::decompress(&mut out[..], payload)
         .map_err(|_| error(EncodingErrorKind::Corrupt))?;
-    if written != out.len() {
-        return Err(error(EncodingErrorKind::Corrupt));
+    let single_frame = zstd_safe::find_frame_compressed_size(payload) == Ok(payload.len());
+    match size {
+        // The frame says how large it is: allocate once.
+        Some(size) if single_frame => {
+            if size > MAX_DECODED_BYTES {
+                return Err(error(EncodingErrorKind::TooLarge));
+            }
+            let mut out = vec![0u8; size as usize];
+            let written = zstd_safe::decompress(&mut out[..], payload)
+                .map_err(|_| error(EncodingErrorKind::Corrupt))?;
+            if written != out.len() {
+                return Err(error(EncodingErrorKind::Corrupt));
+            }
+            Ok(out)
+        }
+        // The content size is optional in a zstd frame (a streaming compressor leaves it
+        // out) and a payload may hold several frames: both are valid, so inflate them
+        // chunk by chunk, within the same bound.
+        _ => decode_zstd_streaming(payload),
     }
-    Ok(out)
+}
+
+fn decode_zstd_streaming(payload: &[u8]) -> Result<Vec<u8>, EncodingError> {
+    const CHUNK: usize = 64 * 1024;
+    let corrupt = |_| error(EncodingErrorKind::Corrupt);
+    let mut dctx = zstd_safe::DCtx::try_create().ok_or(error(EncodingErrorKind::Corrupt))?;
+    let mut input = zstd_safe::InBuffer::around(payload);
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    // Whether the last call that made progress ended a frame: a payload that stops
+    // mid-frame is corrupt.
+    let mut frame_ended = false;
+    loop {
+        let before = input.pos;
+        let mut output = zstd_safe::OutBuffer::around(&mut chunk[..]);
+        let hint = dctx
+            .decompress_stream(&mut output, &mut input)
+            .map_err(corrupt)?;
+        let written = output.pos();
+        if (out.len() + written) as u64 > MAX_DECODED_BYTES {
+            return Err(error(EncodingErrorKind::TooLarge));
+        }
+        out.extend_from_slice(&chunk[..written]);
+        if written > 0 || input.pos > before {
+            frame_ended = hint == 0;
+        }
+        // Done once every byte is read and the output was not full (nothing left to flush).
+        if input.pos == payload.len() && written < CHUNK {
+            break;
+        }
+    }
+    if frame_ended {
+        Ok(out)
+    } else {
+        Err(error(EncodingErrorKind::Corrupt))
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +163,44 @@ mod tests {
         let encoded = encode_zstd(&payload).unwrap();
         assert!(encoded.len() < payload.len() / 5);
         assert_eq!(decode(Some(ZSTD), &encoded).unwrap(), &payload[..]);
+    }
+
+    /// A frame from a streaming compressor: no content size in its header.
+    fn without_content_size(payload: &[u8]) -> Vec<u8> {
+        let mut cctx = zstd_safe::CCtx::create();
+        cctx.set_parameter(zstd_safe::CParameter::ContentSizeFlag(false))
+            .unwrap();
+        let mut out = vec![0u8; zstd_safe::compress_bound(payload.len())];
+        let written = cctx.compress2(&mut out[..], payload).unwrap();
+        out.truncate(written);
+        assert!(matches!(zstd_safe::get_frame_content_size(&out), Ok(None)));
+        out
+    }
+
+    #[test]
+    fn frames_without_a_content_size_and_several_frames_decode() {
+        let payload = br#"{"id":"1","members":[{"user":{"id":"2"}}]}"#.repeat(10_000);
+        let encoded = without_content_size(&payload);
+        assert_eq!(decode(Some(ZSTD), &encoded).unwrap(), &payload[..]);
+        let mut two = encode_zstd(b"first,").unwrap();
+        two.extend(without_content_size(b"second"));
+        assert_eq!(decode(Some(ZSTD), &two).unwrap(), &b"first,second"[..]);
+        let cut = &encoded[..encoded.len() - 3];
+        assert_eq!(
+            decode(Some(ZSTD), cut).unwrap_err().kind(),
+            EncodingErrorKind::Corrupt,
+            "a frame cut short is corrupt"
+        );
+    }
+
+    #[test]
+    fn streaming_decode_is_bounded_too() {
+        let huge = vec![b' '; MAX_DECODED_BYTES as usize + 1];
+        let encoded = without_content_size(&huge);
+        assert_eq!(
+            decode(Some(ZSTD), &encoded).unwrap_err().kind(),
+            EncodingErrorKind::TooLarge
+        );
     }
 
     #[test]

@@ -171,12 +171,18 @@ pub const DEAD_LETTER: StreamSpec = StreamSpec {
 pub const STREAMS: [StreamSpec; 5] = [COMMANDS, EVENTS, INTERNAL, ELIGIBILITY, DEAD_LETTER];
 
 /// Interactions to the command worker.
+///
+/// The ack wait is short because an interaction must be deferred within 3 s of
+/// Discord sending it: one held by a worker that dies goes to another worker 2 s
+/// after its last sign of life, early enough to defer it in time unless its 3 s had
+/// nearly run out. A command that runs longer is kept alive by the runtime's
+/// in-progress acks (every ack wait / 3).
 pub const COMMAND_WORKER: ConsumerSpec = ConsumerSpec {
     durable: "command-worker",
     stream: COMMANDS.name,
     filter_subjects: &["commands.>"],
     max_ack_pending: 50,
-    ack_wait: Duration::from_secs(30),
+    ack_wait: Duration::from_secs(2),
     max_deliver: DEFAULT_MAX_DELIVER,
     // Interactions live in a 60 s stream: four 5 s retries fit, a growing delay would not.
     retry: DEFAULT_RETRY,

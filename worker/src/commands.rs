@@ -105,21 +105,21 @@ pub fn reference() -> Commands {
 
 /// `commands.interaction`: defers, runs the command, reports failures to the user.
 pub struct InteractionHandler {
-    http: Arc<twilight_http::Client>,
+    discord: DiscordHttp,
     commands: Commands,
     deferred: kv::Store,
 }
 
 impl InteractionHandler {
-    /// A handler answering through `http`; creates (or opens) the bucket that remembers
-    /// which interactions were deferred.
+    /// A handler answering through `discord`; creates (or opens) the bucket that
+    /// remembers which interactions were deferred.
     ///
     /// # Errors
     ///
     /// Fails if the KV bucket cannot be created.
     pub async fn new(
         js: &jetstream::Context,
-        http: Arc<twilight_http::Client>,
+        discord: DiscordHttp,
         commands: Commands,
     ) -> Result<Self, jetstream::context::CreateKeyValueError> {
         let deferred = js
@@ -132,7 +132,7 @@ impl InteractionHandler {
             })
             .await?;
         Ok(Self {
-            http,
+            discord,
             commands,
             deferred,
         })
@@ -152,7 +152,8 @@ impl InteractionHandler {
         };
         let response = InteractionResponse { kind, data: None };
         let sent = self
-            .http
+            .discord
+            .callbacks
             .interaction(interaction.application_id)
             .create_response(interaction.id, &interaction.token, &response)
             .await;
@@ -179,7 +180,8 @@ impl InteractionHandler {
     }
 
     async fn follow_up(&self, interaction: &Interaction, text: &str) -> Result<(), Outcome> {
-        self.http
+        self.discord
+            .api
             .interaction(interaction.application_id)
             .create_followup(&interaction.token)
             .content(text)
@@ -221,7 +223,8 @@ impl Handler for InteractionHandler {
             Ok(Reply::Nothing) => Outcome::Success,
             Ok(Reply::Message(text)) => {
                 let edited = self
-                    .http
+                    .discord
+                    .api
                     .interaction(interaction.application_id)
                     .update_response(&interaction.token)
                     .content(Some(&text))
@@ -251,10 +254,45 @@ pub fn handlers(handler: InteractionHandler) -> Handlers {
     Handlers::new().on(subject::COMMANDS_INTERACTION, handler)
 }
 
+/// The command worker's clients of Discord's API.
+///
+/// Interaction callbacks go through a client without twilight's rate limiter. Discord
+/// does not bind them to the global limit, and the limiter keys its queues by bucket
+/// and top-level resource, of which a callback path has none: once Discord's answers
+/// name the callback bucket, every interaction's callback waits in one queue with one
+/// request in flight, so a worker defers only 1/latency interactions a second (6.7 a
+/// second at 150 ms) however many it holds. Without it, callbacks run as concurrently
+/// as the worker runs handlers: the consumer's pending limit bounds them.
+#[derive(Clone)]
+pub struct DiscordHttp {
+    /// Follow-ups, edits and any other call a command makes, with twilight's rate
+    /// limiter (webhook limits are per interaction token, so interactions do not wait
+    /// for each other).
+    pub api: Arc<twilight_http::Client>,
+    callbacks: Arc<twilight_http::Client>,
+}
+
+impl DiscordHttp {
+    /// Clients for Discord's API at `base` (`https://discord.com` when `None`;
+    /// `http://host:port` for a proxy or the simulator) with an optional bot token
+    /// (interaction responses need none).
+    pub fn new(base: Option<&str>, token: Option<String>) -> Self {
+        let callbacks = builder(base, None).ratelimiter(None).build();
+        Self {
+            api: Arc::new(builder(base, token).build()),
+            callbacks: Arc::new(callbacks),
+        }
+    }
+}
+
 /// A twilight-http client for Discord's API at `base` (`https://discord.com` when
 /// `None`; `http://host:port` for a proxy or the simulator) with an optional bot token
-/// (interaction responses need none).
+/// (interaction responses need none), with twilight's rate limiter.
 pub fn http_client(base: Option<&str>, token: Option<String>) -> twilight_http::Client {
+    builder(base, token).build()
+}
+
+fn builder(base: Option<&str>, token: Option<String>) -> twilight_http::client::ClientBuilder {
     let mut builder = twilight_http::Client::builder();
     if let Some(token) = token {
         builder = builder.token(token);
@@ -266,5 +304,5 @@ pub fn http_client(base: Option<&str>, token: Option<String>) -> twilight_http::
         };
         builder = builder.proxy(rest.trim_end_matches('/').to_owned(), plain);
     }
-    builder.build()
+    builder
 }

@@ -4,9 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::consumer::pull::Batch;
-use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use shardline_jetstream::{ReconcileOptions, TopologyError};
 use shardline_proto::topology::{self, ConsumerSpec, DEAD_LETTER, RetryPolicy};
@@ -60,6 +59,8 @@ pub(crate) struct Settings {
     pub(crate) max_deliver: i64,
     pub(crate) shutdown_grace: Duration,
     pub(crate) stream_replicas: usize,
+    /// Set when the worker runs (a recorder may be installed after `Worker::new`).
+    pub(crate) metrics: Option<m::ConsumerMetrics>,
 }
 
 /// A worker: one durable consumer and the handlers for its subjects.
@@ -79,6 +80,7 @@ impl Worker {
                 max_deliver: consumer.max_deliver.max(1),
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 stream_replicas: 1,
+                metrics: None,
             },
         }
     }
@@ -119,21 +121,25 @@ impl Worker {
         let js = jetstream::new(client.clone());
         let replicas = self.settings.stream_replicas;
         let consumer = declare(&js, spec, replicas).await?;
+        m::register(spec.durable);
+        let mut settings = self.settings;
+        settings.metrics = Some(m::ConsumerMetrics::new(spec.durable));
         let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
         let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
         let abandon = CancellationToken::new();
-        let settings = Arc::new(self.settings);
+        let settings = Arc::new(settings);
         tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
         // Pull in bounded batches, one per round, each asking for as many messages as
         // there are free permits: at most `concurrency` messages are ever held, and on
-        // shutdown the one open request is drained (its messages returned) and no
-        // other is made, so nothing is left delivered and unanswered.
+        // shutdown the one open request runs to its end (at most PULL_EXPIRES, its
+        // messages handled) and no other is made, so nothing is left delivered and
+        // unanswered, and no message is delivered to this process twice.
         let mut consumer = consumer;
         let mut failures = 0u32;
-        'pull: while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -155,14 +161,12 @@ impl Worker {
             let mut failed = batch.as_ref().err().map(ToString::to_string);
             if let Ok(mut batch) = batch {
                 loop {
-                    let message = tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => {
-                            return_rest(&mut batch, deadline, spec.durable).await;
-                            break 'pull;
-                        }
-                        message = tokio::time::timeout_at(deadline, batch.next()) => message,
-                    };
+                    // On shutdown the open request keeps delivering until it is full or
+                    // expires, and there is no way to withdraw it. Whatever it brings is
+                    // handled like any other message: a nak would hand the message
+                    // straight back to this same request, again and again, each time
+                    // raising its delivery count until the successor dead-letters it.
+                    let message = tokio::time::timeout_at(deadline, batch.next()).await;
                     match message {
                         Ok(Some(Ok(message))) => {
                             failures = 0;
@@ -179,6 +183,7 @@ impl Worker {
                             break;
                         }
                         Ok(None) => break,
+                        Err(_) if shutdown.is_cancelled() => break,
                         Err(_) => {
                             failed = Some("pull request unanswered (server gone?)".to_owned());
                             break;
@@ -256,15 +261,6 @@ async fn declare(
         .get_consumer(spec.durable)
         .await
         .map_err(|e| Error(format!("consumer {}: {e}", spec.durable)))
-}
-
-/// Returns (naks) what the open pull request still delivers, until it ends.
-async fn return_rest(batch: &mut Batch, deadline: tokio::time::Instant, durable: &str) {
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, batch.next()).await {
-        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
-            tracing::warn!(consumer = durable, %error, "nak on shutdown failed");
-        }
-    }
 }
 
 /// Publishes the consumer's lag (messages not yet delivered) and ack-pending count.

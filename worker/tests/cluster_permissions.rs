@@ -2,7 +2,6 @@
 //! 3-node cluster on loopback: each service's credentials get what it needs and
 //! nothing more.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::ServerError;
@@ -172,10 +171,7 @@ async fn the_command_path_needs_nothing_its_users_lack() {
 
     let (client, mut refused) = connect_as(&cluster, "command-worker").await;
     let js = jetstream::new(client.clone());
-    let http = Arc::new(commands::http_client(
-        Some(&format!("http://{}", sim.http_base())),
-        None,
-    ));
+    let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let table = commands::reference().command("flaky", Flaky);
     let handler = InteractionHandler::new(&js, http, table).await.unwrap();
     let worker = tokio::spawn(

@@ -2,7 +2,6 @@
 //! deferred once (a redelivery is not deferred again), commands run by name, and a
 //! failure reaches the user as a follow-up and the dead-letter stream.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -44,10 +43,7 @@ async fn interactions_are_deferred_once_then_answered_or_reported() {
 
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
-    let http = Arc::new(commands::http_client(
-        Some(&format!("http://{}", sim.http_base())),
-        None,
-    ));
+    let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let table = commands::reference()
         .command("flaky", Flaky)
         .command("broken", Broken);

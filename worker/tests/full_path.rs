@@ -97,10 +97,7 @@ async fn every_event_reaches_its_handler_once() {
             Reporting(events::MemberUpdated(store.clone()), tx.clone()),
         );
     let client = nats.client().await;
-    let http = Arc::new(commands::http_client(
-        Some(&format!("http://{}", sim.http_base())),
-        None,
-    ));
+    let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let interactions =
         InteractionHandler::new(&jetstream::new(client.clone()), http, commands::reference())
             .await

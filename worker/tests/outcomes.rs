@@ -347,6 +347,20 @@ async fn compressed_payloads_are_decoded_and_corrupt_ones_dead_lettered() {
         .unwrap()
         .await
         .unwrap();
+    // A frame from another producer's streaming compressor: no content size.
+    let mut cctx = zstd_safe::CCtx::create();
+    cctx.set_parameter(zstd_safe::CParameter::ContentSizeFlag(false))
+        .unwrap();
+    let order = serde_json::json!({ "id": 8, "answers": ["success"] }).to_string();
+    let mut frame = vec![0u8; zstd_safe::compress_bound(order.len())];
+    let written = cctx.compress2(&mut frame[..], order.as_bytes()).unwrap();
+    frame.truncate(written);
+    let (h, body) = zstd(frame);
+    s.js.publish_with_headers("events.test.big", h, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let (h, body) = zstd(b"not zstd at all".to_vec());
     let seq =
         s.js.publish_with_headers("events.test.big", h, body.into())
@@ -359,6 +373,11 @@ async fn compressed_payloads_are_decoded_and_corrupt_ones_dead_lettered() {
         next(&mut s).await.0,
         7,
         "the compressed order reaches the handler decoded"
+    );
+    assert_eq!(
+        next(&mut s).await.0,
+        8,
+        "a frame without a content size is decoded too"
     );
     let letters = dead_letters(&s, 1).await;
     assert_eq!(letters[0].kind, "undecodable");

@@ -1,182 +1,28 @@
 //! Worker processes: real OS processes running the worker runtime through
-//! `cli::main`, as the worker binaries do. This test binary re-executes itself as the
-//! child (the ignored `child_worker` test is its entry point); each child appends the
-//! id of every message it handles to its own file before acking, so the parent can
-//! count what was processed, by whom, and how often.
+//! `cli::main`, as the worker binaries do (see `common/procs.rs`): sharing a consumer,
+//! killed, and stopped with SIGTERM.
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use serde::Deserialize;
-use shardline_proto::topology::{ConsumerSpec, EVENT_WORKER};
+use procs::{SLOW_REDELIVERY, all_handled, consumer, publish_jobs, spawn, tally};
 use shardline_testkit::{NatsServer, eventually};
-use shardline_worker::{Context, Handler, Handlers, Outcome, Worker, cli};
 
-/// Two seconds to ack: a killed worker's messages come back quickly.
-static QUICK_REDELIVERY: ConsumerSpec = ConsumerSpec {
-    durable: "proc-worker",
-    filter_subjects: &["events.proc.>"],
-    max_ack_pending: 20,
-    ack_wait: Duration::from_secs(2),
-    ..EVENT_WORKER
-};
-
-/// Thirty seconds to ack: only an explicit ack or nak frees a message in a test's time.
-static SLOW_REDELIVERY: ConsumerSpec = ConsumerSpec {
-    ack_wait: Duration::from_secs(30),
-    ..QUICK_REDELIVERY
-};
-
-#[derive(Deserialize)]
-struct Job {
-    id: u64,
-    work_ms: u64,
-}
-
-/// Does the job's work, then notes its id.
-struct Recorder {
-    log: PathBuf,
-    max_work: u64,
-}
-
-impl Handler for Recorder {
-    type Payload = Job;
-
-    async fn handle(&self, job: Job, _: &Context) -> Outcome {
-        tokio::time::sleep(Duration::from_millis(job.work_ms.min(self.max_work))).await;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        file.write_all(format!("{}\n", job.id).as_bytes()).unwrap();
-        Outcome::Success
-    }
-}
-
-/// The child process: a worker configured by environment variables.
+/// The child process the tests start.
 #[test]
 #[ignore = "entry point of the worker processes the other tests start"]
 fn child_worker() {
-    let spec = match std::env::var("CHILD_SPEC").as_deref() {
-        Ok("slow") => &SLOW_REDELIVERY,
-        _ => &QUICK_REDELIVERY,
-    };
-    let recorder = Recorder {
-        log: std::env::var("CHILD_LOG").unwrap().into(),
-        max_work: std::env::var("CHILD_MAX_WORK_MS").map_or(u64::MAX, |v| v.parse().unwrap()),
-    };
-    let args = <cli::WorkerArgs as clap::Parser>::parse_from(["child-worker"]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(cli::main("child-worker", args, |_| async move {
-            Ok(Worker::new(
-                spec,
-                Handlers::new().on("events.proc.>", recorder),
-            ))
-        }))
-        .unwrap();
-}
-
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-fn spawn(nats: &NatsServer, dir: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
-    let log = dir.join(name);
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_worker", "--nocapture"])
-        .env("NATS_URL", nats.url())
-        .env("CHILD_LOG", &log)
-        .envs(env.iter().copied())
-        .spawn()
-        .unwrap();
-    Proc { child, log }
-}
-
-impl Proc {
-    fn handled(&self) -> Vec<u64> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.parse().unwrap())
-            .collect()
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-s", signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    /// A failed test must not leave its worker processes running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    procs::child_main();
 }
 
 async fn setup() -> (NatsServer, jetstream::Context, tempfile::TempDir) {
     let (nats, _, js) = common::nats_with_events().await;
     (nats, js, tempfile::tempdir().unwrap())
-}
-
-async fn publish_jobs(
-    js: &jetstream::Context,
-    ids: std::ops::Range<u64>,
-    work_ms: impl Fn(u64) -> u64,
-) {
-    let mut acks = Vec::new();
-    for id in ids {
-        let body = serde_json::json!({ "id": id, "work_ms": work_ms(id) }).to_string();
-        acks.push(js.publish("events.proc.job", body.into()).await.unwrap());
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
-}
-
-/// The consumer's state, once a worker has declared it.
-async fn consumer(js: &jetstream::Context) -> Option<jetstream::consumer::Info> {
-    let stream = js.get_stream_no_info("EVENTS").await.ok()?;
-    stream.consumer_info(QUICK_REDELIVERY.durable).await.ok()
-}
-
-/// How often each id was handled, over every process.
-fn tally(procs: &[&Proc]) -> HashMap<u64, usize> {
-    let mut counts = HashMap::new();
-    for proc in procs {
-        for id in proc.handled() {
-            *counts.entry(id).or_default() += 1;
-        }
-    }
-    counts
-}
-
-async fn all_handled(procs: &[&Proc], n: u64, limit: Duration) -> HashMap<u64, usize> {
-    eventually("every job handled", limit, || async {
-        let counts = tally(procs);
-        (counts.len() as u64 == n).then_some(counts)
-    })
-    .await
 }
 
 /// A free loopback address for a child's `/metrics`.
@@ -187,14 +33,19 @@ fn free_addr() -> String {
 
 /// `GET /metrics` from a child's metrics address.
 fn scrape(addr: &str) -> String {
+    try_scrape(addr).expect("the child serves /metrics")
+}
+
+/// `GET /metrics`, or `None` while nothing listens yet.
+fn try_scrape(addr: &str) -> Option<String> {
     use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
+        .ok()?;
     let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 /// The value of the sample `line_start` (name and labels) in a scrape, 0 if absent.
@@ -339,4 +190,46 @@ async fn sigterm_finishes_or_returns_in_flight_messages_and_exits_zero() {
     );
     second.signal("TERM");
     assert!(second.wait().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_at_zero_before_the_first_message() {
+    let (nats, _js, dir) = setup().await;
+    let addr = free_addr();
+    let mut worker = spawn(&nats, dir.path(), "idle", &[("METRICS_ADDR", &addr)]);
+    let c = r#"consumer="proc-worker""#;
+    let mut want: Vec<String> = ["success", "retry", "terminal"]
+        .iter()
+        .map(|s| format!(r#"nats_consumer_messages_processed_total{{{c},status="{s}"}} 0"#))
+        .collect();
+    want.extend(
+        ["terminal", "undecodable", "max_deliveries"]
+            .iter()
+            .map(|r| format!(r#"nats_consumer_dead_letters_total{{{c},reason="{r}"}} 0"#)),
+    );
+    want.push(format!(
+        "nats_consumer_message_processing_duration_seconds_count{{{c}}} 0"
+    ));
+    want.push(format!("nats_consumer_lag{{{c}}} 0"));
+    want.push(format!("nats_consumer_ack_pending{{{c}}} 0"));
+    let scrape = eventually(
+        "the worker registered its series",
+        Duration::from_secs(20),
+        || {
+            let addr = addr.clone();
+            async move {
+                let scrape = try_scrape(&addr)?;
+                scrape.contains("nats_consumer_lag").then_some(scrape)
+            }
+        },
+    )
+    .await;
+    for line in &want {
+        assert!(
+            scrape.lines().any(|l| l == line),
+            "{line} missing before the first message:\n{scrape}"
+        );
+    }
+    worker.signal("TERM");
+    assert!(worker.wait().success());
 }

@@ -72,8 +72,20 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
 /// Discord's response time: the request is handled (and recorded) when it arrives,
 /// and its answer leaves `config.rest_latency` later.
 async fn latency(State(app): State<App>, request: Request, next: Next) -> Response {
+    use std::sync::atomic::Ordering;
+    /// Counts the request out however it ends (a client may hang up mid-wait).
+    struct InFlight<'a>(&'a Shared);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.rest_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let shared = &app.shared;
+    let now = shared.rest_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.rest_in_flight_max.fetch_max(now, Ordering::Relaxed);
+    let _counted = InFlight(shared);
     let response = next.run(request).await;
-    let delay = app.shared.config.rest_latency.sample(&mut rand::rng());
+    let delay = shared.config.rest_latency.sample(&mut rand::rng());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -159,7 +171,21 @@ async fn interaction_callback(
         return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
     }
     push(&app, id, token, body, "callback", 204);
-    StatusCode::NO_CONTENT.into_response()
+    // Discord names a bucket on every answer, this route included. A client that keys
+    // its queues by bucket and top-level resource (twilight-http's limiter) then puts
+    // every interaction's callback in one queue, one request in flight: the answer
+    // must carry the header for a test to see that.
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-bucket", "a8cbbb2c2ea0c4b3b98cbd4a7b2c1f0e"),
+        ("x-ratelimit-limit", "50"),
+        ("x-ratelimit-remaining", "49"),
+        ("x-ratelimit-reset-after", "1.000"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Not Discord's: sends op 7 RECONNECT on a shard's live connection, so a process

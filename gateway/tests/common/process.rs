@@ -101,6 +101,13 @@ impl Drop for GatewayProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            // A failed test shows what the process said, when asked to.
+            if let (Some(reader), Some(_)) = (
+                self.stderr.take(),
+                std::env::var_os("SHARDLINE_GATEWAY_LOG"),
+            ) {
+                eprintln!("{}", reader.join().unwrap_or_default());
+            }
         }
     }
 }

@@ -1,8 +1,6 @@
 //! `shardline-command-worker`: interactions on the `command-worker` consumer, deferred
 //! through Discord's REST API, then run by command name.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use shardline_proto::topology::COMMAND_WORKER;
 use shardline_worker::commands::{self, InteractionHandler};
@@ -22,7 +20,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Interaction responses are authorized by the interaction token: no bot token.
-    let http = Arc::new(commands::http_client(args.discord_api_url.as_deref(), None));
+    let http = commands::DiscordHttp::new(args.discord_api_url.as_deref(), None);
     cli::main(
         "shardline-command-worker",
         args.worker,

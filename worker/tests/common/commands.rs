@@ -1,5 +1,7 @@
 //! What the command-path tests share (included with `#[path]` by the tests that use it).
 
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use shardline_discord_sim::Simulator;
