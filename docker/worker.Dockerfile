@@ -9,7 +9,7 @@
 FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p shardline-worker -p shardline-cli \
+RUN cargo build --release --locked -p shardline-app -p shardline-worker -p shardline-cli \
     --bin shardline-event-worker --bin shardline-command-worker \
     --bin shardline --bin shardline-healthcheck
 

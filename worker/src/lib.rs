@@ -5,7 +5,6 @@ pub mod cli;
 pub mod commands;
 mod context;
 pub mod deadletter;
-pub mod events;
 mod handler;
 pub mod health;
 pub mod metrics;
@@ -13,7 +12,6 @@ mod outcome;
 mod process;
 pub mod rest_refusal;
 mod runtime;
-pub mod store;
 
 pub use context::Context;
 pub use handler::{DecodeError, Handler, Handlers};

@@ -7,7 +7,7 @@ use shardline_proto::payload::{Guild, GuildDelete, MemberAdd, MemberRemove, Memb
 use shardline_proto::subject;
 
 use crate::store::{Store, StoreError};
-use crate::{Context, Handler, Handlers, Outcome};
+use shardline_worker::{Context, Handler, Handlers, Outcome};
 
 fn outcome(result: Result<(), StoreError>, cx: &Context) -> Outcome {
     match result {

@@ -2,9 +2,10 @@
 //! recorded in the in-memory store.
 
 use clap::Parser;
+use shardline_app::events;
+use shardline_app::store::InMemoryStore;
 use shardline_proto::topology::EVENT_WORKER;
-use shardline_worker::store::InMemoryStore;
-use shardline_worker::{Worker, cli, events};
+use shardline_worker::{Worker, cli};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
+use shardline_app::events;
+use shardline_app::store::InMemoryStore;
 use shardline_discord_sim::{Mix, SimConfig, Simulator, TrafficPlan};
 use shardline_gateway::Config;
 use shardline_proto::payload::Interaction;
 use shardline_proto::topology::{COMMAND_WORKER, EVENT_WORKER};
 use shardline_testkit::{NatsServer, eventually, init_tracing};
 use shardline_worker::commands::{self, InteractionHandler};
-use shardline_worker::store::InMemoryStore;
-use shardline_worker::{Context, Handler, Handlers, Outcome, Worker, events};
+use shardline_worker::{Context, Handler, Handlers, Outcome, Worker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
