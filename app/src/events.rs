@@ -1,21 +1,61 @@
-//! The reference event worker's handlers: guild and member lifecycle, recorded in a
-//! [`Store`].
+//! The event worker's handlers: guild and member lifecycle, recorded in a [`Store`],
+//! and the first link of the eligibility pipeline.
 //!
-//! Each handler is one small type over the store; a store error is a retry.
+//! Each handler is one small type over the store; a store error is a retry. A member
+//! join or update then asks for an eligibility check of that member: it publishes
+//! `eligibility.check.<guild>.<user>` through its [`Context`], with a `Nats-Msg-Id`
+//! derived from the event's own ([`Context::publish_follow_up`]), so however often
+//! the event is redelivered, the check is stored once.
 
+use shardline_proto::eligibility::{self, Check, CheckReason, tag};
 use shardline_proto::payload::{Guild, GuildDelete, MemberAdd, MemberRemove, MemberUpdate};
 use shardline_proto::subject;
-
-use crate::store::{Store, StoreError};
 use shardline_worker::{Context, Handler, Handlers, Outcome};
+use twilight_model::id::Id;
+
+use crate::metrics as m;
+use crate::store::{GuildInfo, Store, StoreError, Version};
+
+fn stored(result: Result<(), StoreError>, cx: &Context) -> Result<(), Outcome> {
+    result.map_err(|error| {
+        tracing::warn!(subject = %cx.subject, %error, "store failed; retrying");
+        Outcome::retry()
+    })
+}
 
 fn outcome(result: Result<(), StoreError>, cx: &Context) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Success,
+    stored(result, cx).err().unwrap_or(Outcome::Success)
+}
+
+/// Asks for an eligibility check of `user` in `guild`, once per causing message.
+///
+/// A failed publish is a retry of the whole event: its store write is idempotent, so
+/// doing it again changes nothing.
+pub async fn request_check(cx: &Context, guild: u64, user: u64, reason: CheckReason) -> Outcome {
+    let check = Check {
+        guild_id: Id::new(guild.max(1)),
+        user_id: Id::new(user.max(1)),
+        reason,
+    };
+    let payload = serde_json::to_vec(&check).expect("a check serializes");
+    let subject = eligibility::check_subject(guild, user);
+    match cx.publish_follow_up(subject, tag::CHECK, payload).await {
+        Ok(()) => {
+            m::check_requested(reason);
+            Outcome::Success
+        }
         Err(error) => {
-            tracing::warn!(subject = %cx.subject, %error, "store failed; retrying");
+            tracing::warn!(subject = %cx.subject, %error, "publishing the eligibility check failed; retrying");
             Outcome::retry()
         }
+    }
+}
+
+fn guild_info(guild: &Guild) -> GuildInfo {
+    GuildInfo {
+        id: guild.id.get(),
+        name: guild.name.clone(),
+        roles: guild.roles.iter().map(|r| r.id.get()).collect(),
     }
 }
 
@@ -28,7 +68,9 @@ impl<S: Store> Handler for GuildJoin<S> {
     async fn handle(&self, guild: Guild, cx: &Context) -> Outcome {
         tracing::info!(guild = %guild.id, name = %guild.name, "joined guild");
         outcome(
-            self.0.upsert_guild(guild.id.get(), &guild.name, true).await,
+            self.0
+                .upsert_guild(&guild_info(&guild), &Version::of(cx))
+                .await,
             cx,
         )
     }
@@ -43,13 +85,16 @@ impl<S: Store> Handler for GuildAvailable<S> {
     async fn handle(&self, guild: Guild, cx: &Context) -> Outcome {
         tracing::debug!(guild = %guild.id, "guild available");
         outcome(
-            self.0.upsert_guild(guild.id.get(), &guild.name, true).await,
+            self.0
+                .upsert_guild(&guild_info(&guild), &Version::of(cx))
+                .await,
             cx,
         )
     }
 }
 
-/// `events.guild.leave`: the bot left or was removed from a guild.
+/// `events.guild.leave`: the bot left or was removed from a guild. The record stays,
+/// inactive.
 pub struct GuildLeave<S>(pub S);
 
 impl<S: Store> Handler for GuildLeave<S> {
@@ -57,7 +102,10 @@ impl<S: Store> Handler for GuildLeave<S> {
 
     async fn handle(&self, guild: GuildDelete, cx: &Context) -> Outcome {
         tracing::info!(guild = %guild.id, "left guild");
-        outcome(self.0.remove_guild(guild.id.get()).await, cx)
+        outcome(
+            self.0.guild_left(guild.id.get(), &Version::of(cx)).await,
+            cx,
+        )
     }
 }
 
@@ -69,11 +117,16 @@ impl<S: Store> Handler for GuildUnavailable<S> {
 
     async fn handle(&self, guild: GuildDelete, cx: &Context) -> Outcome {
         tracing::info!(guild = %guild.id, "guild unavailable");
-        outcome(self.0.set_available(guild.id.get(), false).await, cx)
+        outcome(
+            self.0
+                .guild_unavailable(guild.id.get(), &Version::of(cx))
+                .await,
+            cx,
+        )
     }
 }
 
-/// `events.member.join`.
+/// `events.member.join`: records the member, then asks for a check.
 pub struct MemberJoin<S>(pub S);
 
 impl<S: Store> Handler for MemberJoin<S> {
@@ -81,7 +134,13 @@ impl<S: Store> Handler for MemberJoin<S> {
 
     async fn handle(&self, member: MemberAdd, cx: &Context) -> Outcome {
         let (guild, user) = (member.guild_id.get(), member.member.user.id.get());
-        outcome(self.0.upsert_member(guild, user).await, cx)
+        let roles: Vec<u64> = member.member.roles.iter().map(|r| r.get()).collect();
+        let version = Version::of(cx);
+        let write = self.0.member_joined(guild, user, &roles, &version).await;
+        if let Err(outcome) = stored(write, cx) {
+            return outcome;
+        }
+        request_check(cx, guild, user, CheckReason::Join).await
     }
 }
 
@@ -93,11 +152,11 @@ impl<S: Store> Handler for MemberLeave<S> {
 
     async fn handle(&self, member: MemberRemove, cx: &Context) -> Outcome {
         let (guild, user) = (member.guild_id.get(), member.user.id.get());
-        outcome(self.0.remove_member(guild, user).await, cx)
+        outcome(self.0.member_left(guild, user, &Version::of(cx)).await, cx)
     }
 }
 
-/// `events.member.update`.
+/// `events.member.update`: records the member's roles, then asks for a check.
 pub struct MemberUpdated<S>(pub S);
 
 impl<S: Store> Handler for MemberUpdated<S> {
@@ -105,11 +164,17 @@ impl<S: Store> Handler for MemberUpdated<S> {
 
     async fn handle(&self, update: MemberUpdate, cx: &Context) -> Outcome {
         let (guild, user) = (update.guild_id.get(), update.user.id.get());
-        outcome(self.0.upsert_member(guild, user).await, cx)
+        let roles: Vec<u64> = update.roles.iter().map(|r| r.get()).collect();
+        let version = Version::of(cx);
+        let write = self.0.member_updated(guild, user, &roles, &version).await;
+        if let Err(outcome) = stored(write, cx) {
+            return outcome;
+        }
+        request_check(cx, guild, user, CheckReason::Update).await
     }
 }
 
-/// Every reference event handler on its subject, all writing to `store`.
+/// Every event handler on its subject, all writing to `store`.
 pub fn handlers<S: Store + Clone>(store: S) -> Handlers {
     Handlers::new()
         .on(subject::GUILD_JOIN, GuildJoin(store.clone()))

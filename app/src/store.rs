@@ -1,131 +1,218 @@
-//! Where the reference event worker keeps what it learns: a small trait, so a team can
-//! plug in their database, and an in-memory default that tests can read.
+//! Where the event worker keeps what it learns: a small trait, so a team can plug in
+//! their database, the PostgreSQL implementation ([`PgStore`](crate::PgStore)), and an
+//! in-memory one for unit tests. Every implementation passes the same suite
+//! ([`conformance`]).
+//!
+//! **Idempotent and ordered.** Every write carries the [`Version`] of the event that
+//! caused it and changes nothing unless that event is newer than the one that last
+//! wrote the row: a redelivered event (same version) changes nothing, and a stale
+//! event delivered after a newer one (handlers run concurrently, retries come back
+//! late) cannot overwrite it.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shardline_proto::headers;
+use shardline_worker::Context;
+
+mod memory;
+
+pub mod conformance;
+pub use memory::InMemoryStore;
 
 /// A storage failure; the handler answers it with a retry.
 pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the event worker records about guilds and their members.
+/// Where an event stands in Discord's order.
 ///
-/// Every method must be idempotent: a redelivered event calls it again.
-pub trait Store: Send + Sync + 'static {
-    /// The bot is in `guild` (a join or an availability), named `name`.
-    fn upsert_guild(
-        &self,
-        guild: u64,
-        name: &str,
-        available: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// `guild` went unavailable (an outage) or came back.
-    fn set_available(
-        &self,
-        guild: u64,
-        available: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The bot left `guild`.
-    fn remove_guild(&self, guild: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// `user` joined `guild`, or was updated there (an update proves membership).
-    fn upsert_member(
-        &self,
-        guild: u64,
-        user: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// `user` left `guild`.
-    fn remove_member(
-        &self,
-        guild: u64,
-        user: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// Within one gateway session, Discord's sequence number (`Discord-Sequence`) is the
+/// order. Across sessions (a reconnect, a second gateway during a rollout), it is the
+/// time the gateway read the frame (`Shardline-Received-At`); clocks of two gateway
+/// hosts may disagree by milliseconds, which only matters for two events about one
+/// member within those milliseconds from two sessions. The stream sequence is not
+/// used: a memory stream recreated after a broker restart starts again at 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Version {
+    /// Unix nanoseconds when the gateway read the frame (when the worker handled it,
+    /// for a message without the header).
+    pub at: i64,
+    /// The gateway session (from `Nats-Msg-Id`), when the message has a sequence.
+    pub session: Option<String>,
+    /// `Discord-Sequence` within that session.
+    pub sequence: i64,
 }
 
-/// What [`InMemoryStore`] knows of one guild.
+impl Version {
+    /// The version of the message `cx` describes.
+    pub fn of(cx: &Context) -> Self {
+        let at = cx.received_at().unwrap_or_else(SystemTime::now);
+        let sequence = cx
+            .header(headers::SEQUENCE)
+            .and_then(|s| s.parse::<i64>().ok());
+        let session = sequence
+            .and(cx.header(headers::MSG_ID))
+            .and_then(headers::session_of)
+            .map(str::to_owned);
+        Self {
+            at: nanos(at),
+            session,
+            sequence: sequence.unwrap_or(0),
+        }
+    }
+
+    /// Whether an event at `self` may overwrite what an event at `stored` wrote.
+    pub fn supersedes(&self, stored: &Version) -> bool {
+        match (&self.session, &stored.session) {
+            (Some(a), Some(b)) if a == b => self.sequence > stored.sequence,
+            _ => self.at > stored.at,
+        }
+    }
+}
+
+/// Unix nanoseconds of `t` (0 before the epoch, saturating far in the future).
+pub fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A guild as a `GUILD_CREATE` describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GuildRecord {
+pub struct GuildInfo {
+    /// Its id.
+    pub id: u64,
     /// Its name.
     pub name: String,
+    /// Its roles' ids (the `@everyone` role has the guild's id).
+    pub roles: Vec<u64>,
+}
+
+/// What a store knows of one guild.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuildState {
+    /// Its name (empty while only member events have named the guild).
+    pub name: String,
+    /// Whether the bot is in the guild (false after a leave; the record stays).
+    pub active: bool,
     /// Whether it is available (not in an outage).
     pub available: bool,
-    /// Members seen joining or updated, minus those seen leaving.
-    pub members: HashSet<u64>,
 }
 
-/// The default [`Store`]: guilds and members in memory, shared by clones.
-#[derive(Clone, Debug, Default)]
-pub struct InMemoryStore {
-    guilds: Arc<Mutex<HashMap<u64, GuildRecord>>>,
+/// What a store knows of one member of a guild.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberState {
+    /// Whether the user is in the guild now (false after a leave; the record stays).
+    pub present: bool,
+    /// The roles Discord last reported, sorted.
+    pub roles: Vec<u64>,
+    /// Whether the member ran `/verify`.
+    pub verified: bool,
 }
 
-impl InMemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// What the event worker records about guilds and their members.
+///
+/// Every write takes the [`Version`] of its event and must be idempotent and ordered
+/// (see the module documentation); a member event for a guild never seen records
+/// the guild too. [`conformance::run`] checks an implementation.
+pub trait Store: Send + Sync + 'static {
+    /// The bot is in `guild` (a join, or an availability after an outage or start).
+    fn upsert_guild(
+        &self,
+        guild: &GuildInfo,
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, GuildRecord>> {
-        self.guilds.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The guild's record.
-    pub fn guild(&self, guild: u64) -> Option<GuildRecord> {
-        self.lock().get(&guild).cloned()
-    }
-
-    /// How many guilds the bot is in.
-    pub fn guild_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// How many of them are available.
-    pub fn available_count(&self) -> usize {
-        self.lock().values().filter(|g| g.available).count()
-    }
-
-    /// How many members are known in `guild`.
-    pub fn member_count(&self, guild: u64) -> usize {
-        self.lock().get(&guild).map_or(0, |g| g.members.len())
-    }
-}
-
-impl Store for InMemoryStore {
-    async fn upsert_guild(
+    /// `guild` went unavailable (an outage on Discord's side, not a leave).
+    fn guild_unavailable(
         &self,
         guild: u64,
-        name: &str,
-        available: bool,
-    ) -> Result<(), StoreError> {
-        let mut guilds = self.lock();
-        let record = guilds.entry(guild).or_default();
-        name.clone_into(&mut record.name);
-        record.available = available;
-        Ok(())
-    }
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    async fn set_available(&self, guild: u64, available: bool) -> Result<(), StoreError> {
-        self.lock().entry(guild).or_default().available = available;
-        Ok(())
-    }
+    /// The bot left `guild`: marked inactive, its history kept.
+    fn guild_left(
+        &self,
+        guild: u64,
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    async fn remove_guild(&self, guild: u64) -> Result<(), StoreError> {
-        self.lock().remove(&guild);
-        Ok(())
-    }
+    /// `user` joined `guild` holding `roles`.
+    fn member_joined(
+        &self,
+        guild: u64,
+        user: u64,
+        roles: &[u64],
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    async fn upsert_member(&self, guild: u64, user: u64) -> Result<(), StoreError> {
-        self.lock().entry(guild).or_default().members.insert(user);
-        Ok(())
-    }
+    /// `user` was updated in `guild` and now holds `roles` (an update proves
+    /// membership).
+    fn member_updated(
+        &self,
+        guild: u64,
+        user: u64,
+        roles: &[u64],
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    async fn remove_member(&self, guild: u64, user: u64) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().get_mut(&guild) {
-            record.members.remove(&user);
+    /// `user` left `guild`: marked absent, its record kept.
+    fn member_left(
+        &self,
+        guild: u64,
+        user: u64,
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the store knows of `guild`.
+    fn guild(
+        &self,
+        guild: u64,
+    ) -> impl Future<Output = Result<Option<GuildState>, StoreError>> + Send;
+
+    /// What the store knows of `user` in `guild`.
+    fn member(
+        &self,
+        guild: u64,
+        user: u64,
+    ) -> impl Future<Output = Result<Option<MemberState>, StoreError>> + Send;
+}
+
+/// `roles` sorted and without duplicates, as stores keep them.
+pub fn normalized(roles: &[u64]) -> Vec<u64> {
+    let mut roles = roles.to_vec();
+    roles.sort_unstable();
+    roles.dedup();
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(at: i64, session: Option<&str>, sequence: i64) -> Version {
+        Version {
+            at,
+            session: session.map(str::to_owned),
+            sequence,
         }
-        Ok(())
+    }
+
+    #[test]
+    fn within_a_session_the_sequence_decides() {
+        // The clock went back, the sequence did not.
+        assert!(v(5, Some("a"), 11).supersedes(&v(9, Some("a"), 10)));
+        assert!(!v(9, Some("a"), 10).supersedes(&v(5, Some("a"), 11)));
+        assert!(
+            !v(9, Some("a"), 10).supersedes(&v(9, Some("a"), 10)),
+            "redelivery"
+        );
+    }
+
+    #[test]
+    fn across_sessions_the_read_time_decides() {
+        assert!(v(10, Some("b"), 1).supersedes(&v(9, Some("a"), 500)));
+        assert!(!v(8, Some("b"), 900).supersedes(&v(9, Some("a"), 5)));
+        assert!(v(10, None, 0).supersedes(&v(9, Some("a"), 5)));
+        assert!(!v(9, None, 0).supersedes(&v(9, None, 0)));
+        assert!(v(1, None, 0).supersedes(&Version::default()));
     }
 }

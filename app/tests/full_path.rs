@@ -1,7 +1,8 @@
 //! The whole path with real parts: simulator -> gateway (twilight) -> JetStream ->
 //! the reference event and command workers. Every published message is handled by
 //! its reference handler (decoded as its twilight-model type) and acked; the event
-//! worker's store holds what the events say; every interaction is deferred once, and
+//! worker's store holds what the events say (and a member join or update asks for an
+//! eligibility check, on the ELIGIBILITY stream); every interaction is deferred once, and
 //! the time from the gateway's read to the simulator's receipt of the defer is printed.
 
 use std::collections::{HashMap, HashSet};
@@ -214,26 +215,40 @@ async fn every_event_reaches_its_handler_once() {
     }
     assert!(outcomes.try_recv().is_err(), "no message handled twice");
 
+    // Each member join and update asked for one eligibility check.
+    let checks = js
+        .get_stream("ELIGIBILITY")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    let member_events = want["events.member.join"] + want["events.member.update"];
+    assert_eq!(checks as usize, member_events, "one check per join and update");
+
     // The store holds what the events say.
     assert_eq!(
-        store.guild(guild(0)).map(|g| g.name.is_empty()),
+        store.guild_record(guild(0)).map(|g| g.state.name.is_empty()),
         Some(false),
         "joined guild stored"
     );
     for (guild, users) in &members {
-        let record = store.guild(*guild).expect("guild of a member event");
+        let record = store
+            .guild_record(*guild)
+            .expect("guild of a member event");
         assert_eq!(&record.members, users, "members of {guild}");
     }
     for (guild, user) in &left {
         assert!(
             !store
-                .guild(*guild)
+                .guild_record(*guild)
                 .is_some_and(|g| g.members.contains(user))
         );
     }
 
-    // Leaving a guild (once everything before it is handled, so no member event of
-    // that guild can race it) removes it from the store.
+    // Leaving a guild marks it inactive and keeps its history.
     let (busiest, _) = members.iter().max_by_key(|(_, users)| users.len()).unwrap();
     let guilds_before = store.guild_count();
     sim.dispatch(1, "GUILD_DELETE", &format!(r#"{{"id":"{busiest}"}}"#))
@@ -246,8 +261,10 @@ async fn every_event_reaches_its_handler_once() {
         (subject.as_str(), outcome),
         ("events.guild.leave", Outcome::Success)
     );
-    assert!(store.guild(*busiest).is_none(), "left guild removed");
-    assert_eq!(store.guild_count(), guilds_before - 1);
+    let left_guild = store.guild_record(*busiest).expect("history kept");
+    assert!(!left_guild.state.active, "left guild inactive");
+    assert_eq!(&left_guild.members, &members[busiest], "members kept");
+    assert_eq!(store.guild_count(), guilds_before);
 
     // Every interaction was deferred exactly once, and answered "pong".
     let callbacks = sim.interaction_callbacks();

@@ -48,6 +48,12 @@ pub fn msg_id(session_id: &str, sequence: u64) -> String {
     format!("{session_id}:{sequence}")
 }
 
+/// The session part of a dispatch's `Nats-Msg-Id` ([`msg_id`]): `Discord-Sequence`
+/// orders dispatches only within one session.
+pub fn session_of(msg_id: &str) -> Option<&str> {
+    msg_id.rsplit_once(':').map(|(session, _)| session)
+}
+
 /// How the payload is encoded when it is not the dispatch's `d` byte for byte:
 /// absent for plain payloads, [`ZSTD`](crate::encoding::ZSTD) for a zstd frame. Read
 /// it with [`encoding::decode`](crate::encoding::decode).

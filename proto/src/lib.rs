@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod eligibility;
 pub mod encoding;
 pub mod gateway;
 mod guild;

@@ -148,7 +148,9 @@ pub const INTERNAL: StreamSpec = StreamSpec {
 /// A week, the age of the on-disk streams.
 const WEEK: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// Long-lived eligibility records, on disk.
+/// The eligibility pipeline: member checks and role syncs (see
+/// [`eligibility`](crate::eligibility)), on disk: a sync waiting out Discord's limits
+/// or a database outage must survive a broker restart.
 pub const ELIGIBILITY: StreamSpec = StreamSpec {
     name: "ELIGIBILITY",
     subjects: &["eligibility.>"],
@@ -200,24 +202,36 @@ pub const EVENT_WORKER: ConsumerSpec = ConsumerSpec {
     retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(60)),
 };
 
-/// Eligibility records, processed one by one.
+/// Eligibility checks to the eligibility worker, which evaluates a member against
+/// the guild's rules in the database.
+///
+/// The ack wait is how long the messages of a worker that dies wait for another:
+/// a check is a few database round trips, and a longer one is kept alive by the
+/// runtime's in-progress acks, so 15 s (not a minute) only shortens the stall.
 pub const ELIGIBILITY_WORKER: ConsumerSpec = ConsumerSpec {
     durable: "eligibility-worker",
     stream: ELIGIBILITY.name,
-    filter_subjects: &["eligibility.>"],
+    filter_subjects: &[crate::eligibility::CHECKS],
     max_ack_pending: 200,
-    ack_wait: Duration::from_secs(60),
+    ack_wait: Duration::from_secs(15),
     max_deliver: DEFAULT_MAX_DELIVER,
     retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(5 * 60)),
 };
 
-/// Eligibility records, synchronised to an external system in slow batches.
+/// Role syncs to the sync worker, which applies them through Discord's member-role
+/// endpoints (via the REST proxy). Ten at a time: Discord's global limit (50/s) and
+/// per-guild role bucket, not concurrency, bound how fast roles change.
+///
+/// A sync holds its message while the proxy queues its requests (the worker's wait
+/// budget, well under the ack wait, and in-progress acks every 10 s); 30 s is how long
+/// a dead worker's syncs wait for another, where 5 minutes left a restarted worker
+/// idle that long.
 pub const SYNC_WORKER: ConsumerSpec = ConsumerSpec {
     durable: "sync-worker",
     stream: ELIGIBILITY.name,
-    filter_subjects: &["eligibility.>"],
+    filter_subjects: &[crate::eligibility::SYNCS],
     max_ack_pending: 10,
-    ack_wait: Duration::from_secs(5 * 60),
+    ack_wait: Duration::from_secs(30),
     max_deliver: DEFAULT_MAX_DELIVER,
     retry: RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(5 * 60)),
 };
@@ -313,6 +327,27 @@ mod tests {
                     consumer.durable,
                     stream.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn consumers_of_one_stream_never_overlap() {
+        for a in CONSUMERS {
+            for b in CONSUMERS
+                .iter()
+                .filter(|b| b.stream == a.stream && b.durable != a.durable)
+            {
+                for fa in a.filter_subjects {
+                    for fb in b.filter_subjects {
+                        assert!(
+                            !subject_matches(fa, fb) && !subject_matches(fb, fa),
+                            "{} and {} both receive {fa} / {fb}",
+                            a.durable,
+                            b.durable
+                        );
+                    }
+                }
             }
         }
     }

@@ -97,6 +97,37 @@ impl Context {
             .map(drop)
     }
 
+    /// The `Nats-Msg-Id` of a message published because of this one: `tag:` + this
+    /// message's own `Nats-Msg-Id`, or `tag:<consumer>:<stream sequence>` when it has
+    /// none. Every delivery of this message gives the same id, so the stream's
+    /// duplicate window (two minutes) stores a follow-up once however often this
+    /// message is retried or redelivered; `tag` tells apart the different messages one
+    /// cause publishes.
+    pub fn follow_up_id(&self, tag: &str) -> String {
+        match self.header(headers::MSG_ID) {
+            Some(id) => format!("{tag}:{id}"),
+            None => format!("{tag}:{}:{}", self.consumer, self.stream_sequence),
+        }
+    }
+
+    /// Publishes `payload` on `subject` with `Nats-Msg-Id` set to
+    /// [`follow_up_id(tag)`](Self::follow_up_id) and waits for the stream's ack: the
+    /// way to chain handlers without a redelivery publishing twice.
+    ///
+    /// # Errors
+    ///
+    /// Fails if no stream captures `subject` or the server does not acknowledge.
+    pub async fn publish_follow_up(
+        &self,
+        subject: impl Into<String>,
+        tag: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        let mut map = HeaderMap::new();
+        map.insert(headers::MSG_ID, self.follow_up_id(tag).as_str());
+        self.publish(subject, map, payload).await
+    }
+
     /// The JetStream context the worker runs on, for anything [`publish`](Self::publish)
     /// does not cover (KV buckets, core NATS requests through `client()`).
     pub fn jetstream(&self) -> &jetstream::Context {
