@@ -226,18 +226,21 @@ async fn every_event_reaches_its_handler_once() {
         .state
         .messages;
     let member_events = want["events.member.join"] + want["events.member.update"];
-    assert_eq!(checks as usize, member_events, "one check per join and update");
+    assert_eq!(
+        checks as usize, member_events,
+        "one check per join and update"
+    );
 
     // The store holds what the events say.
     assert_eq!(
-        store.guild_record(guild(0)).map(|g| g.state.name.is_empty()),
+        store
+            .guild_record(guild(0))
+            .map(|g| g.state.name.is_empty()),
         Some(false),
         "joined guild stored"
     );
     for (guild, users) in &members {
-        let record = store
-            .guild_record(*guild)
-            .expect("guild of a member event");
+        let record = store.guild_record(*guild).expect("guild of a member event");
         assert_eq!(&record.members, users, "members of {guild}");
     }
     for (guild, user) in &left {

@@ -31,6 +31,7 @@ mod compress;
 mod config;
 mod connection;
 pub mod fixtures;
+mod members;
 mod rest;
 mod sim;
 mod state;

@@ -199,6 +199,8 @@ pub(crate) struct State {
     pub rest_records: Vec<crate::rest::RestRecord>,
     pub messages: Vec<crate::rest::MessageRecord>,
     pub role_changes: Vec<crate::rest::RoleChange>,
+    /// Guilds whose members are kept (see `members.rs`).
+    pub guilds: HashMap<u64, crate::members::SimGuild>,
 }
 
 /// State shared by the server, connections and [`Simulator`](crate::Simulator) handles.

@@ -171,26 +171,50 @@ pub(crate) async fn create_message(
     axum::Json(message).into_response()
 }
 
-/// `PUT`/`DELETE /guilds/{guild}/members/{user}/roles/{role}`: 204.
+/// `PUT`/`DELETE /guilds/{guild}/members/{user}/roles/{role}`: in a guild the
+/// simulator keeps members for ([`Simulator::add_guild`](crate::Simulator::add_guild)),
+/// Discord's answers: 204 (and a `GUILD_MEMBER_UPDATE` dispatch when the roles
+/// changed), 404 Unknown Member or Unknown Role, 403 Missing Permissions for a role
+/// the bot may not manage. In any other guild: 204.
 pub(crate) async fn member_role(
     State(app): State<App>,
     method: Method,
     Path((guild, user, role)): Path<(String, String, String)>,
 ) -> Response {
+    use crate::members::{RoleAnswer, change_role};
     let parsed = (guild.parse(), user.parse(), role.parse());
     let (Ok(guild_id), Ok(user_id), Ok(role_id)) = parsed else {
         return not_found();
     };
-    app.shared.lock().role_changes.push(RoleChange {
+    let added = method == Method::PUT;
+    let shared = &app.shared;
+    let mut st = shared.lock();
+    let (status, body) = match change_role(shared, &mut st, guild_id, user_id, role_id, added) {
+        RoleAnswer::Done | RoleAnswer::Unmodelled => (StatusCode::NO_CONTENT, None),
+        RoleAnswer::NotFound(code, message) => (
+            StatusCode::NOT_FOUND,
+            Some(json!({"message": message, "code": code})),
+        ),
+        RoleAnswer::Forbidden => (
+            StatusCode::FORBIDDEN,
+            Some(json!({"message": "Missing Permissions", "code": 50013})),
+        ),
+    };
+    st.role_changes.push(RoleChange {
         guild_id,
         user_id,
         role_id,
-        added: method == Method::PUT,
+        added,
+        status: status.as_u16(),
     });
-    StatusCode::NO_CONTENT.into_response()
+    drop(st);
+    match body {
+        Some(body) => (status, axum::Json(body)).into_response(),
+        None => status.into_response(),
+    }
 }
 
-/// A member role added or removed through the REST API.
+/// A member role change the REST API received (past the limits), and its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleChange {
     /// Guild.
@@ -201,6 +225,8 @@ pub struct RoleChange {
     pub role_id: u64,
     /// `PUT` (true) or `DELETE` (false).
     pub added: bool,
+    /// The status answered: 204, 404 (unknown member or role) or 403.
+    pub status: u16,
 }
 
 /// Discord's 404 for an unknown route or resource.
