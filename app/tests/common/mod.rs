@@ -259,6 +259,11 @@ impl Stack {
 
     /// Starts `bin` as a process with its documented settings.
     pub fn start_worker(&mut self, bin: Bin) -> &mut WorkerProc {
+        self.start_worker_with(bin, &[])
+    }
+
+    /// Starts `bin` as a process with its documented settings and `extra` ones.
+    pub fn start_worker_with(&mut self, bin: Bin, extra: &[(&str, &str)]) -> &mut WorkerProc {
         let mut env = vec![
             ("NATS_URL".to_owned(), self.nats.url()),
             ("DATABASE_URL".to_owned(), self.pg.url()),
@@ -268,6 +273,11 @@ impl Stack {
             let proxy = format!("http://{}", self.proxy.addr());
             env.push(("DISCORD_API_URL".to_owned(), proxy));
         }
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut worker = WorkerProc {
             bin,
             metrics: free_addr(),
