@@ -13,7 +13,7 @@ use async_nats::jetstream;
 use shardline_discord_sim::{CallbackRecord, RestLatency, SimConfig, Simulator};
 use shardline_gateway::Config;
 use shardline_proto::topology::COMMAND_WORKER;
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_testkit::{NatsServer, PgServer, eventually, init_tracing};
 use tokio_util::sync::CancellationToken;
 
 #[path = "common/commands.rs"]
@@ -29,9 +29,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct CommandWorker(Child);
 
 impl CommandWorker {
-    fn start(nats: &NatsServer, sim: &Simulator) -> Self {
+    fn start(nats: &NatsServer, pg: &PgServer, sim: &Simulator) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_shardline-command-worker"))
             .env("NATS_URL", nats.url())
+            .env("DATABASE_URL", pg.url())
             .env("DISCORD_API_URL", format!("http://{}", sim.http_base()))
             .env("RUST_LOG", "warn")
             .spawn()
@@ -61,6 +62,7 @@ impl Drop for CommandWorker {
 
 struct Setup {
     nats: NatsServer,
+    pg: PgServer,
     sim: Simulator,
     js: jetstream::Context,
     shutdown: CancellationToken,
@@ -70,6 +72,7 @@ struct Setup {
 async fn setup() -> Setup {
     init_tracing();
     let nats = NatsServer::start();
+    let pg = PgServer::start();
     let sim = Simulator::start(SimConfig {
         shard_total: 1,
         rest_latency: RestLatency::between_ms(150, 150),
@@ -84,6 +87,7 @@ async fn setup() -> Setup {
     let js = jetstream::new(nats.client().await);
     Setup {
         nats,
+        pg,
         sim,
         js,
         shutdown,
@@ -177,7 +181,7 @@ async fn finish(s: Setup) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_defers_25_interactions_a_second_within_3_s_at_150_ms() {
     let s = setup().await;
-    let _worker = CommandWorker::start(&s.nats, &s.sim);
+    let _worker = CommandWorker::start(&s.nats, &s.pg, &s.sim);
     pulling(&s.js, 1).await;
     s.sim.take_rest_concurrency();
     const N: u64 = 100;
@@ -204,8 +208,8 @@ async fn one_worker_defers_25_interactions_a_second_within_3_s_at_150_ms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_makes_no_interaction_late_that_had_time_left() {
     let s = setup().await;
-    let doomed = CommandWorker::start(&s.nats, &s.sim);
-    let _survivor = CommandWorker::start(&s.nats, &s.sim);
+    let doomed = CommandWorker::start(&s.nats, &s.pg, &s.sim);
+    let _survivor = CommandWorker::start(&s.nats, &s.pg, &s.sim);
     pulling(&s.js, 2).await;
     const N: u64 = 200;
     const KILL_AT: usize = 75;

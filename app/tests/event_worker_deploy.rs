@@ -1,7 +1,7 @@
 //! The event worker binary through rolling deploys: member and guild events arrive
 //! at 400 a second while `shardline-event-worker` processes are stopped (SIGTERM) and
-//! replaced, caught up and mid-backlog; every event is acked and nothing is
-//! dead-lettered.
+//! replaced, caught up and mid-backlog, writing to PostgreSQL; every event is acked
+//! and nothing is dead-lettered.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use shardline_proto::topology::{DEAD_LETTER, EVENTS};
-use shardline_testkit::{NatsServer, eventually, init_tracing};
+use shardline_testkit::{NatsServer, PgServer, eventually, init_tracing};
 
 /// Events per 10 ms tick: 400 a second.
 const PER_TICK: u64 = 4;
@@ -26,9 +26,10 @@ async fn dead_letters(js: &jetstream::Context) -> u64 {
 struct EventWorker(std::process::Child);
 
 impl EventWorker {
-    fn start(nats: &NatsServer) -> Self {
+    fn start(nats: &NatsServer, pg: &PgServer) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_shardline-event-worker"))
             .env("NATS_URL", nats.url())
+            .env("DATABASE_URL", pg.url())
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
@@ -108,6 +109,7 @@ async fn event_worker_caught_up(js: &jetstream::Context, at_least: u64) {
 async fn the_event_worker_binary_dead_letters_nothing_across_rolling_deploys() {
     init_tracing();
     let nats = NatsServer::start();
+    let pg = PgServer::start();
     let js = jetstream::new(nats.client().await);
     shardline_jetstream::reconcile_stream(&js, &EVENTS, Default::default())
         .await
@@ -117,9 +119,9 @@ async fn the_event_worker_binary_dead_letters_nothing_across_rolling_deploys() {
 
     // Caught up, successor first; then with messages in flight; then with nobody
     // left to take over, so the next one starts on a backlog.
-    let first = EventWorker::start(&nats);
+    let first = EventWorker::start(&nats, &pg);
     event_worker_caught_up(&js, 400).await;
-    let second = EventWorker::start(&nats);
+    let second = EventWorker::start(&nats, &pg);
     first.stop();
     event_worker_caught_up(&js, 800).await;
     eventually("messages in flight", PATIENCE, || async {
@@ -131,9 +133,9 @@ async fn the_event_worker_binary_dead_letters_nothing_across_rolling_deploys() {
         (event_worker(&js).await?.num_pending >= 400).then_some(())
     })
     .await;
-    let third = EventWorker::start(&nats);
+    let third = EventWorker::start(&nats, &pg);
     event_worker_caught_up(&js, 1600).await;
-    let last = EventWorker::start(&nats);
+    let last = EventWorker::start(&nats, &pg);
     third.stop();
 
     halt.store(true, Ordering::Relaxed);

@@ -147,3 +147,111 @@ async fn rules_that_cannot_be_evaluated_are_refused_when_written() {
         add_rule(&db, GUILD, good).await.unwrap();
     }
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (scripts/install-tools installs it)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A CA (`name`.pem) and, signed by it, a certificate for 127.0.0.1 (server.pem,
+/// server.key), in `dir`.
+fn certificates(dir: &std::path::Path, name: &str) {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca_key = format!("{name}.key");
+    let ca_pem = format!("{name}.pem");
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test-ca"];
+    ca.extend(key);
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+    csr.extend(key);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &csr);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let sign = [
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "server.csr",
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ];
+    openssl(dir, &sign);
+}
+
+#[tokio::test]
+async fn tls_to_postgres_encrypts_and_verifies_with_the_given_ca() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), "ca");
+    // Another CA that did not sign the server's certificate.
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path(), "other");
+    let pg = PgServer::start_with_tls(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
+    let url = format!("{}?sslmode=require", pg.url());
+    let encrypted = |config: DatabaseConfig| async move {
+        let db = Db::connect(&config).await?;
+        let client = db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(shardline_app::DbError::from)?;
+        Ok::<bool, shardline_app::DbError>(row.get(0))
+    };
+
+    // Encrypted without a CA (as libpq's sslmode=require), and verified with it.
+    assert!(encrypted(DatabaseConfig::new(&url)).await.unwrap());
+    let verified = DatabaseConfig {
+        ca_file: Some(dir.path().join("ca.pem")),
+        ..DatabaseConfig::new(&url)
+    };
+    assert!(encrypted(verified).await.unwrap());
+    // A server whose certificate the given CA did not sign is refused.
+    let wrong = DatabaseConfig {
+        ca_file: Some(other.path().join("other.pem")),
+        timeout: std::time::Duration::from_secs(2),
+        ..DatabaseConfig::new(&url)
+    };
+    let error = encrypted(wrong).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        shardline_app::DbErrorKind::Unavailable,
+        "{error}"
+    );
+    // Without sslmode, the default (prefer) uses TLS where the server offers it.
+    assert!(encrypted(DatabaseConfig::new(pg.url())).await.unwrap());
+    // A CA file that holds no certificate is a settings error, found before connecting.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let bad = DatabaseConfig {
+        ca_file: Some(empty),
+        ..DatabaseConfig::new(&url)
+    };
+    assert!(bad.validate().is_err());
+}

@@ -93,6 +93,7 @@ pub struct PgServer {
     user: Option<(u32, u32)>,
     child: Option<Child>,
     port: u16,
+    settings: Vec<String>,
 }
 
 impl PgServer {
@@ -103,6 +104,20 @@ impl PgServer {
     /// Panics if the binaries are missing or the server does not start: a test
     /// cannot run without it.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start) with TLS on: the server presents `cert` (PEM) with
+    /// `key`, and clients may ask for TLS (`sslmode=require`).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), or if the files cannot be copied.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for PostgreSQL");
         let user = run_as();
         if let Some((uid, gid)) = user {
@@ -126,11 +141,33 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let mut settings = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user, and refuses a key others can read.
+            use std::os::unix::fs::PermissionsExt;
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = dir.path().join(name);
+                std::fs::copy(from, &to).expect("copy the TLS files");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                    .expect("key permissions");
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid)).expect("chown");
+                }
+                let setting = if name == "server.crt" {
+                    "ssl_cert_file"
+                } else {
+                    "ssl_key_file"
+                };
+                settings.push(format!("{setting}={}", to.display()));
+            }
+            settings.push("ssl=on".to_owned());
+        }
         let mut server = Self {
             dir,
             user,
             child: None,
             port: 0,
+            settings,
         };
         server.spawn(None);
         let created = command("createdb", user)
@@ -192,7 +229,13 @@ impl PgServer {
         // A free port can be taken between asking and binding: try a few.
         for _ in 0..5 {
             let port = port.unwrap_or_else(free_port);
-            match start_postgres(&self.data_dir(), self.dir.path(), port, self.user) {
+            match start_postgres(
+                &self.data_dir(),
+                self.dir.path(),
+                port,
+                self.user,
+                &self.settings,
+            ) {
                 Ok(child) => {
                     self.child = Some(child);
                     self.port = port;
@@ -223,9 +266,14 @@ fn start_postgres(
     socket_dir: &Path,
     port: u16,
     user: Option<(u32, u32)>,
+    settings: &[String],
 ) -> Result<Child, String> {
     use std::os::unix::process::CommandExt;
-    let mut child = command("postgres", user)
+    let mut command = command("postgres", user);
+    for setting in settings {
+        command.args(["-c", setting]);
+    }
+    let mut child = command
         .arg("-D")
         .arg(data)
         .arg("-k")
