@@ -1,6 +1,7 @@
-# Shardline's workers: shardline-event-worker (default), shardline-command-worker and
-# the operator CLI shardline in one image; the task definition picks one with its
-# command (an operator runs `shardline status`, `dlq`, ... as a one-off task).
+# Shardline's workers: shardline-event-worker (default), shardline-command-worker,
+# shardline-eligibility-worker, shardline-sync-worker and the operator CLI shardline in
+# one image; the task definition picks one with its command (an operator runs
+# `shardline status`, `dlq`, ... as a one-off task).
 # Build from the repository root:
 #   docker build -f docker/worker.Dockerfile -t shardline-worker .
 # Multi-stage: a Rust builder, then distroless (no shell, no package manager) as a
@@ -11,11 +12,14 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p shardline-app -p shardline-worker -p shardline-cli \
     --bin shardline-event-worker --bin shardline-command-worker \
+    --bin shardline-eligibility-worker --bin shardline-sync-worker \
     --bin shardline --bin shardline-healthcheck
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/shardline-event-worker /usr/local/bin/shardline-event-worker
 COPY --from=build /src/target/release/shardline-command-worker /usr/local/bin/shardline-command-worker
+COPY --from=build /src/target/release/shardline-eligibility-worker /usr/local/bin/shardline-eligibility-worker
+COPY --from=build /src/target/release/shardline-sync-worker /usr/local/bin/shardline-sync-worker
 COPY --from=build /src/target/release/shardline /usr/local/bin/shardline
 COPY --from=build /src/target/release/shardline-healthcheck /usr/local/bin/shardline-healthcheck
 USER 65532:65532

@@ -8,20 +8,24 @@ locals {
       nats = {
         secrets = [aws_secretsmanager_secret.nats_server.arn]
         log     = "nats"
+        kms     = []
       }
       gateway = {
         secrets = [aws_secretsmanager_secret.nats_user["gateway"].arn, local.discord_token_secret_arn]
         log     = "gateway"
+        kms     = []
       }
       # The bot token for REST lives with the proxy only; workers have none.
       rest = {
         secrets = [aws_secretsmanager_secret.nats_user["rest"].arn, local.discord_token_secret_arn]
         log     = "rest"
+        kms     = []
       }
     },
     { for k, w in var.workers : k => {
-      secrets = [aws_secretsmanager_secret.nats_user[w.nats_user].arn]
+      secrets = [aws_secretsmanager_secret.nats_user[w.nats_user].arn, var.database_url_secret_arn]
       log     = k
+      kms     = compact([var.database_kms_key_arn])
     } },
   )
   metrics_namespace = "Shardline/${var.name}"
@@ -82,7 +86,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "DecryptOwnSecrets"
     actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.shardline.arn]
+    resources = concat([aws_kms_key.shardline.arn], each.value.kms)
   }
 }
 

@@ -5,7 +5,10 @@
 # that one.
 
 locals {
-  nats_users = toset(["gateway", "event-worker", "command-worker", "rest", "operator", "system"])
+  nats_users = toset([
+    "gateway", "event-worker", "command-worker", "eligibility-worker", "sync-worker", "rest",
+    "operator", "system",
+  ])
 }
 
 resource "random_password" "nats" {

@@ -1,6 +1,7 @@
 # Only what is used: 4222 (clients) from Shardline tasks, 6222 (routes) between NATS
 # nodes, 8222 (monitoring) and 9100 (/metrics) from the metrics scraper. Tasks reach
-# out on 443 only (ECR, Secrets Manager, CloudWatch, Discord) besides NATS.
+# out on 443 only (ECR, Secrets Manager, CloudWatch, Discord) besides NATS and, for
+# the workers, their PostgreSQL (database_port to database_security_group_id).
 
 resource "aws_security_group" "nats" {
   name        = "${var.name}-nats"
@@ -86,4 +87,15 @@ resource "aws_vpc_security_group_egress_rule" "https" {
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
+}
+
+resource "aws_vpc_security_group_egress_rule" "services_database" {
+  count = var.database_security_group_id == null ? 0 : 1
+
+  security_group_id            = aws_security_group.services.id
+  description                  = "Workers to their PostgreSQL"
+  referenced_security_group_id = var.database_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
 }

@@ -95,7 +95,7 @@ variable "discord_token_secret_arn" {
 }
 
 variable "workers" {
-  description = "Worker services: image command (binary), task size and the consumer-lag scaling bounds. Keys are the consumer names (event-worker, command-worker), which are also the NATS users."
+  description = "Worker services: image command (binary), task size and the consumer-lag scaling bounds. Keys are the consumer names (event-worker, command-worker, eligibility-worker, sync-worker), which are also the NATS users."
   type = map(object({
     binary        = string
     cpu           = optional(number, 256)
@@ -117,18 +117,57 @@ variable "workers" {
       scale_out_lag = 50
       scale_in_lag  = 1
     }
+    "eligibility-worker" = {
+      binary    = "shardline-eligibility-worker"
+      nats_user = "eligibility-worker"
+    }
+    # Discord's limits, not CPU, bound role syncs: more tasks only help when a
+    # backlog of syncs waits on the database.
+    "sync-worker" = {
+      binary    = "shardline-sync-worker"
+      nats_user = "sync-worker"
+      max_tasks = 2
+    }
   }
 
   validation {
     condition = alltrue([
       for k, w in var.workers :
       w.min_tasks >= 1 && w.max_tasks >= w.min_tasks && w.scale_out_lag > w.scale_in_lag
-      && contains(["shardline-event-worker", "shardline-command-worker"], w.binary)
-      && contains(["event-worker", "command-worker"], w.nats_user)
+      && contains(["shardline-event-worker", "shardline-command-worker", "shardline-eligibility-worker", "shardline-sync-worker"], w.binary)
+      && contains(["event-worker", "command-worker", "eligibility-worker", "sync-worker"], w.nats_user)
       && k == w.nats_user
     ])
     error_message = "Each worker needs 1 <= min_tasks <= max_tasks, scale_out_lag > scale_in_lag, a known binary, and a NATS user of the shipped nats.conf equal to its key (the consumer name the lag metric is labelled with)."
   }
+}
+
+variable "database_url_secret_arn" {
+  description = "ARN of a Secrets Manager secret holding the PostgreSQL URL of the application's records (postgres://user:password@host:5432/db?sslmode=require). Every worker reads it as DATABASE_URL. The database is not part of the module: examples/basic creates an RDS instance."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.database_url_secret_arn))
+    error_message = "database_url_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "database_kms_key_arn" {
+  description = "KMS key the database URL secret is encrypted with, if not the module's own (the workers' execution roles may decrypt with it). Null: the secret uses the module's key or AWS's default one."
+  type        = string
+  default     = null
+}
+
+variable "database_security_group_id" {
+  description = "Security group of the PostgreSQL the workers reach (on database_port); null when it is reached another way (the module then opens no egress to it)."
+  type        = string
+  default     = null
+}
+
+variable "database_port" {
+  description = "Port of the PostgreSQL the workers reach."
+  type        = number
+  default     = 5432
 }
 
 variable "gateway_cpu" {

@@ -5,10 +5,13 @@
 # one when it has stayed low.
 
 locals {
-  # Variables only one worker binary reads. The command worker sends its Discord calls
-  # through the REST proxy, which holds the bot token.
+  # Variables only some worker binaries read. The command and sync workers send their
+  # Discord calls through the REST proxy, which holds the bot token.
   worker_binary_env = {
     "shardline-command-worker" = [
+      { name = "DISCORD_API_URL", value = local.rest_url },
+    ]
+    "shardline-sync-worker" = [
       { name = "DISCORD_API_URL", value = local.rest_url },
     ]
   }
@@ -73,8 +76,10 @@ resource "aws_ecs_task_definition" "worker" {
         ],
         lookup(local.worker_binary_env, each.value.binary, []),
       )
+      # Every worker binary keeps its records in PostgreSQL.
       secrets = [
         { name = "NATS_PASSWORD", valueFrom = aws_secretsmanager_secret.nats_user[each.value.nats_user].arn },
+        { name = "DATABASE_URL", valueFrom = var.database_url_secret_arn },
       ]
       portMappings           = [{ containerPort = local.metrics_port, protocol = "tcp" }]
       readonlyRootFilesystem = true

@@ -182,7 +182,12 @@ impl RoleSync {
                 }
                 Answer::Retry(retry, why) => {
                     m::role_change(add, "failed");
-                    tracing::warn!(%guild, %user, %role, error = %why, "role change failed; retrying");
+                    // A refusal of the proxy (waiting out a limit) is routine; others are not.
+                    if matches!(retry, Outcome::Retry { delay: Some(_) }) {
+                        tracing::debug!(%guild, %user, %role, reason = %why, "role change refused by the proxy for now; retrying after its time");
+                    } else {
+                        tracing::warn!(%guild, %user, %role, error = %why, "role change failed; retrying");
+                    }
                     outcome = retry;
                     break;
                 }

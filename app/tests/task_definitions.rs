@@ -4,7 +4,8 @@
 //! sets is one the binary reads (clap's `env` names, or a secret read from the
 //! environment only). A renamed flag or variable fails here. The NATS containers set
 //! every variable the shipped nats.conf reads. The bot token is a secret of the
-//! gateway and the REST proxy only, and the command worker sends through the proxy.
+//! gateway and the REST proxy only, and the command and sync workers send through the
+//! proxy; every worker reads the database URL from a secret.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,14 @@ use std::process::Command;
 use clap::CommandFactory;
 use hcl::expr::{Expression, ObjectKey};
 use hcl::{Body, Structure};
+
+/// Every worker binary the worker image ships.
+const WORKER_BINARIES: [&str; 4] = [
+    "shardline-event-worker",
+    "shardline-command-worker",
+    "shardline-eligibility-worker",
+    "shardline-sync-worker",
+];
 
 /// Read by tracing-subscriber's `EnvFilter`, not by clap.
 const LOG_FILTER_ENV: &str = "RUST_LOG";
@@ -195,6 +204,8 @@ fn from_help(binary: &str) -> Accepts {
     let path = match binary {
         "shardline-event-worker" => env!("CARGO_BIN_EXE_shardline-event-worker"),
         "shardline-command-worker" => env!("CARGO_BIN_EXE_shardline-command-worker"),
+        "shardline-eligibility-worker" => env!("CARGO_BIN_EXE_shardline-eligibility-worker"),
+        "shardline-sync-worker" => env!("CARGO_BIN_EXE_shardline-sync-worker"),
         other => panic!("no worker binary {other}"),
     };
     let output = Command::new(path).arg("--help").output().unwrap();
@@ -232,7 +243,12 @@ fn accepts(binary: &str) -> Accepts {
             a.env.insert(shardline_rest::DISCORD_TOKEN_ENV.to_owned());
             a
         }
-        worker => from_help(worker),
+        worker => {
+            let mut a = from_help(worker);
+            // A secret: read from the environment only (or DATABASE_URL_FILE).
+            a.env.insert(shardline_app::DATABASE_URL_ENV.to_owned());
+            a
+        }
     };
     accepts.env.extend(
         shardline_jetstream::SECRET_VALUE_ENVS
@@ -344,7 +360,7 @@ fn worker_task_definitions_match_the_worker_binaries() {
         .find(|c| c.file.ends_with("workers.tf") && c.env.contains("NATS_URL"))
         .expect("the worker container in workers.tf");
     let variables = std::fs::read_to_string(terraform_dir().join("variables.tf")).unwrap();
-    for binary in ["shardline-event-worker", "shardline-command-worker"] {
+    for binary in WORKER_BINARIES {
         assert!(
             variables.contains(&format!("\"{binary}\"")),
             "var.workers allows {binary}"
@@ -362,6 +378,12 @@ fn worker_task_definitions_match_the_worker_binaries() {
         assert_eq!(problems(&container), Vec::<String>::new(), "{binary}");
     }
     assert_eq!(worker.health[1..], ["/usr/local/bin/shardline-healthcheck"]);
+    // Every worker binary keeps its records in PostgreSQL: the URL is a secret.
+    assert!(worker.env.contains("DATABASE_URL"), "{worker:?}");
+    let workers = std::fs::read_to_string(terraform_dir().join("workers.tf")).unwrap();
+    assert!(
+        workers.contains(r#"{ name = "DATABASE_URL", valueFrom = var.database_url_secret_arn }"#)
+    );
 }
 
 #[test]
@@ -450,6 +472,13 @@ fn the_bot_token_is_the_proxys_and_the_command_worker_sends_through_it() {
     }
     let workers = std::fs::read_to_string(terraform_dir().join("workers.tf")).unwrap();
     assert!(workers.contains(r#"{ name = "DISCORD_API_URL", value = local.rest_url }"#));
+    for binary in ["shardline-command-worker", "shardline-sync-worker"] {
+        let key = ObjectKey::Expression(Expression::String(binary.to_owned()));
+        assert!(
+            by_binary.contains_key(&key),
+            "{binary} sends through the proxy"
+        );
+    }
     let rest = std::fs::read_to_string(terraform_dir().join("rest.tf")).unwrap();
     assert!(rest.contains(
         r#"rest_url  = "http://rest.${var.service_discovery_namespace}:${local.rest_port}""#

@@ -15,17 +15,19 @@ pub fn shipped_nats_config() -> PathBuf {
 }
 
 /// The users of the shipped configuration and the variable holding each password.
-pub const USERS: [(&str, &str); 6] = [
+pub const USERS: [(&str, &str); 8] = [
     ("gateway", "NATS_GATEWAY_PASSWORD"),
     ("event-worker", "NATS_EVENT_WORKER_PASSWORD"),
     ("command-worker", "NATS_COMMAND_WORKER_PASSWORD"),
+    ("eligibility-worker", "NATS_ELIGIBILITY_WORKER_PASSWORD"),
+    ("sync-worker", "NATS_SYNC_WORKER_PASSWORD"),
     ("rest", "NATS_REST_PASSWORD"),
     ("operator", "NATS_OPERATOR_PASSWORD"),
     ("system", "NATS_SYSTEM_PASSWORD"),
 ];
 
 /// Every variable the shipped configuration reads (Terraform must set each one).
-pub const CONFIG_ENV: [&str; 13] = [
+pub const CONFIG_ENV: [&str; 15] = [
     "NATS_SERVER_NAME",
     "NATS_LISTEN",
     "NATS_HTTP_LISTEN",
@@ -36,6 +38,8 @@ pub const CONFIG_ENV: [&str; 13] = [
     "NATS_GATEWAY_PASSWORD",
     "NATS_EVENT_WORKER_PASSWORD",
     "NATS_COMMAND_WORKER_PASSWORD",
+    "NATS_ELIGIBILITY_WORKER_PASSWORD",
+    "NATS_SYNC_WORKER_PASSWORD",
     "NATS_REST_PASSWORD",
     "NATS_OPERATOR_PASSWORD",
     "NATS_SYSTEM_PASSWORD",

@@ -82,6 +82,21 @@ pub struct WorkerProc {
 }
 
 impl WorkerProc {
+    /// Starts `bin` with the variables `env` (METRICS_ADDR and RUST_LOG are added).
+    pub fn start(bin: Bin, env: &[(&str, String)]) -> Self {
+        let mut worker = Self {
+            bin,
+            metrics: free_addr(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            child: None,
+        };
+        worker.spawn();
+        worker
+    }
+
     fn spawn(&mut self) {
         let log = std::env::var("SHARDLINE_WORKER_LOG").unwrap_or_else(|_| "warn".to_owned());
         let child = Command::new(self.bin.path())

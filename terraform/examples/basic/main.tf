@@ -9,6 +9,10 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.40, < 7.0"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5, < 4.0"
+    }
   }
 }
 
@@ -73,7 +77,24 @@ module "shardline" {
       scale_out_lag = 50
       scale_in_lag  = 1
     }
+    "eligibility-worker" = {
+      binary    = "shardline-eligibility-worker"
+      nats_user = "eligibility-worker"
+      min_tasks = 2
+      max_tasks = 6
+    }
+    "sync-worker" = {
+      binary    = "shardline-sync-worker"
+      nats_user = "sync-worker"
+      min_tasks = 2
+      max_tasks = 2
+    }
   }
+
+  # The application's records: the RDS instance of database.tf.
+  database_url_secret_arn    = aws_secretsmanager_secret.database_url.arn
+  database_kms_key_arn       = aws_kms_key.database.arn
+  database_security_group_id = aws_security_group.database.id
 
   metrics_scraper_security_group_ids = [var.prometheus_security_group_id]
   log_retention_days                 = 365

@@ -49,14 +49,16 @@ locals {
   name = "nats-${var.index}"
   # ECS secrets: the NATS variable, and the key of the server secret it comes from.
   secret_keys = {
-    NATS_CLUSTER_PASSWORD        = "route"
-    NATS_CLUSTER_ROUTES          = "routes"
-    NATS_GATEWAY_PASSWORD        = "gateway"
-    NATS_EVENT_WORKER_PASSWORD   = "event-worker"
-    NATS_COMMAND_WORKER_PASSWORD = "command-worker"
-    NATS_REST_PASSWORD           = "rest"
-    NATS_OPERATOR_PASSWORD       = "operator"
-    NATS_SYSTEM_PASSWORD         = "system"
+    NATS_CLUSTER_PASSWORD            = "route"
+    NATS_CLUSTER_ROUTES              = "routes"
+    NATS_GATEWAY_PASSWORD            = "gateway"
+    NATS_EVENT_WORKER_PASSWORD       = "event-worker"
+    NATS_COMMAND_WORKER_PASSWORD     = "command-worker"
+    NATS_ELIGIBILITY_WORKER_PASSWORD = "eligibility-worker"
+    NATS_SYNC_WORKER_PASSWORD        = "sync-worker"
+    NATS_REST_PASSWORD               = "rest"
+    NATS_OPERATOR_PASSWORD           = "operator"
+    NATS_SYSTEM_PASSWORD             = "system"
   }
 }
 
