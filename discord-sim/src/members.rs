@@ -227,6 +227,12 @@ impl Simulator {
         .await
     }
 
+    /// Resolves once `POST /sim/members/play` was received (at once if it was).
+    pub async fn members_play(&self) {
+        let mut play = self.shared().members_play.subscribe();
+        let _ = play.wait_for(|play| *play).await;
+    }
+
     /// The roles `user` holds in `guild` now; `None` if not a member.
     pub fn member_roles(&self, guild: u64, user: u64) -> Option<Vec<u64>> {
         let st = self.shared().lock();

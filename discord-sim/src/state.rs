@@ -215,6 +215,9 @@ pub(crate) struct Shared {
     /// REST requests being answered now, and the most at once since the last reset.
     pub rest_in_flight: std::sync::atomic::AtomicUsize,
     pub rest_in_flight_max: std::sync::atomic::AtomicUsize,
+    /// Set by `POST /sim/members/play`: a process outside the test (the demo) says
+    /// its setup is done and member traffic may start.
+    pub members_play: tokio::sync::watch::Sender<bool>,
 }
 
 /// Identifies of one bucket closer together than this count as a rate-limit violation.
@@ -231,6 +234,7 @@ impl Shared {
             changed: Notify::new(),
             rest_in_flight: Default::default(),
             rest_in_flight_max: Default::default(),
+            members_play: tokio::sync::watch::Sender::new(false),
         }
     }
 

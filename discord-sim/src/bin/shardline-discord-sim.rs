@@ -2,6 +2,14 @@
 //!
 //! Serves forever and plays the realistic event mix at `--rate` events per second (total)
 //! across every shard that has a live session; logs per-second totals.
+//!
+//! With `--member-rate`, it also keeps one guild with members per shard (the shard's
+//! first guild not in READY, `g`), with roles `g+1` (a base role moderators give),
+//! `g+2`, `g+3` and `g+4` (for an application's rules to grant), added through a
+//! `GUILD_CREATE` once the shard is ready; after `POST /sim/members/play` it plays
+//! member joins (accounts two years or ten days old, alternately; one in three with
+//! the base role), moderators giving the base role, leaves, and `/verify`
+//! interactions at that rate.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,6 +63,12 @@ struct Args {
     /// separated.
     #[arg(long, env = "SIM_FORBIDDEN_CHANNELS", value_delimiter = ',')]
     forbidden_channels: Vec<u64>,
+    /// Member events per second in the guilds with members (0 = none; see above).
+    #[arg(long, env = "SIM_MEMBER_RATE", default_value_t = 0)]
+    member_rate: u32,
+    /// Member-role changes allowed per guild per 10 s (Discord's bucket: 10).
+    #[arg(long, env = "SIM_MEMBER_ROLES_PER_10S", default_value_t = 10)]
+    member_roles_per_10s: u32,
 }
 
 #[tokio::main]
@@ -79,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
             global_per_second: args.global_limit,
             invalid_limit: args.invalid_limit,
             forbidden_channels: args.forbidden_channels,
+            member_roles: shardline_discord_sim::BucketSpec::per_ms(
+                args.member_roles_per_10s,
+                10_000,
+            ),
             ..RestLimits::default()
         },
         ..SimConfig::default()
@@ -87,9 +105,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(url = %sim.gateway_url(), shards = args.shards, rate = args.rate, "discord simulator listening");
 
     let player = tokio::spawn(play_forever(sim.clone(), args.rate));
+    let members = tokio::spawn(play_members(sim.clone(), args.member_rate));
     shutdown_signal().await;
     tracing::info!("shutting down");
     player.abort();
+    members.abort();
     sim.shutdown().await;
     Ok(())
 }
@@ -132,6 +152,74 @@ async fn play_forever(sim: Simulator, rate: u32) {
             let d = sample(&event, guild, &mut rng);
             sim.dispatch_with(shard, &event, d.into(), Some(guild))
                 .await;
+        }
+    }
+}
+
+/// The guilds with members, one per shard: added once each shard is ready; then,
+/// after `POST /sim/members/play`, member traffic at `rate` events per second.
+async fn play_members(sim: Simulator, rate: u32) {
+    if rate == 0 {
+        return;
+    }
+    let total = sim.config().shard_total;
+    let guilds: Vec<u64> = (0..total)
+        .map(|shard| sim.guild_for_shard(shard, 0))
+        .collect();
+    for (shard, &guild) in guilds.iter().enumerate() {
+        sim.wait_ready(shard as u32).await;
+        sim.add_guild(guild, &[guild + 1, guild + 2, guild + 3, guild + 4], &[])
+            .await;
+        tracing::info!(
+            guild,
+            shard,
+            "guild with members added (roles guild+1..guild+4)"
+        );
+    }
+    sim.members_play().await;
+    tracing::info!(rate, "member traffic started");
+    let mut rng = StdRng::from_os_rng();
+    let mut pacer = Pacer::new(Some(rate));
+    let epoch_ms = 1_420_070_400_000u64;
+    for n in 0u64.. {
+        pacer.tick().await;
+        let shard = (n % u64::from(total)) as u32;
+        let guild = guilds[shard as usize];
+        let members: Vec<u64> = sim.members(guild).into_keys().collect();
+        let someone = (!members.is_empty()).then(|| members[rng.random_range(0..members.len())]);
+        match (rng.random_range(0..10), someone) {
+            (7, Some(user)) => {
+                sim.member_update(guild, user, &[guild + 1], &[]).await;
+            }
+            (8, Some(user)) => {
+                sim.member_leave(guild, user).await;
+            }
+            (9, Some(user)) => {
+                let roles = sim.member_roles(guild, user).unwrap_or_default();
+                let mut d: serde_json::Value = serde_json::from_str(
+                    &shardline_discord_sim::fixtures::interaction_create(guild, &mut rng),
+                )
+                .expect("fixture");
+                d["data"]["name"] = "verify".into();
+                d["member"]["user"]["id"] = user.to_string().into();
+                d["member"]["roles"] = roles
+                    .iter()
+                    .map(|r| serde_json::Value::from(r.to_string()))
+                    .collect();
+                sim.dispatch(shard, "INTERACTION_CREATE", &d.to_string())
+                    .await;
+            }
+            _ => {
+                let days = if n % 2 == 0 { 730 } else { 10 };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                let created = now - days * 86_400_000 - epoch_ms;
+                let user = (created << 22) | (n & 0x3f_ffff);
+                let roles: &[u64] = if n % 3 == 0 { &[guild + 1] } else { &[] };
+                sim.member_join(guild, user, roles).await;
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
         .route("/", get(gateway))
         .route("/api/v10/stats", get(stats))
         .route("/sim/shards/{shard}/reconnect", post(reconnect))
+        .route("/sim/members/play", post(members_play))
         .merge(api)
         .with_state(app)
 }
@@ -200,6 +201,13 @@ async fn reconnect(State(app): State<App>, Path(shard): Path<u32>) -> StatusCode
     }
 }
 
+/// Not Discord's: lets member traffic start (see `Simulator::members_play`), once a
+/// process outside the test has set up what it needs (rules for the guilds).
+async fn members_play(State(app): State<App>) -> StatusCode {
+    app.shared.members_play.send_replace(true);
+    StatusCode::NO_CONTENT
+}
+
 /// A minimal message that twilight-model's `Message` deserializes.
 pub(crate) fn message_json(body: &str) -> serde_json::Value {
     let content = serde_json::from_str::<serde_json::Value>(body)
@@ -262,6 +270,7 @@ async fn stats(State(app): State<App>) -> Response {
         "rest_violations": st.rest_counts.violations,
         "rest_invalid_requests": invalid,
         "rest_banned": st.rest.banned(),
+        "member_role_changes": st.role_changes.iter().filter(|c| c.status == 204).count(),
     }))
     .into_response()
 }
