@@ -1,10 +1,10 @@
 // The types each dashboard must satisfy: Grafana's published Dashboard and Panel
 // types (@grafana/schema), narrowed where Grafana's are open-ended: panel options
-// must be the timeseries or stat panel's own Options, and every target a Prometheus
-// query (Grafana types targets as Record<string, unknown>). Grafana's string enums
+// must be the timeseries or stat panel's own Options (or a row, expanded), and every
+// target a Prometheus query (Grafana types targets as Record<string, unknown>). Grafana's string enums
 // (LegendDisplayMode and friends) become the unions of their values, which is what a
 // JSON file can hold.
-import type { Dashboard, DataSourceRef, Panel } from '@grafana/schema';
+import type { Dashboard, DataSourceRef, Panel, RowPanel } from '@grafana/schema';
 import type { Options as StatOptions } from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
 import type {
   FieldConfig as TimeSeriesFieldConfig,
@@ -47,10 +47,17 @@ export type StatPanel = Common & {
   fieldConfig: NonNullable<Panel['fieldConfig']>;
 };
 
+/** A row heading the panels below it (expanded: its panels follow it in `panels`). */
+export type Row = Omit<RowPanel, 'panels'> & {
+  collapsed: false;
+  title: string;
+  panels: [];
+};
+
 export type ShardlineDashboard = Json<
   Omit<Dashboard, 'panels'> & {
     uid: string;
     title: string;
-    panels: Array<TimeSeriesPanel | StatPanel>;
+    panels: Array<TimeSeriesPanel | StatPanel | Row>;
   }
 >;
