@@ -31,6 +31,7 @@ mod compress;
 mod config;
 mod connection;
 pub mod fixtures;
+pub mod http_interactions;
 mod rest;
 mod sim;
 mod state;
@@ -40,6 +41,9 @@ pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
+pub use http_interactions::{
+    HttpInteraction, HttpInteractions, HttpPlan, HttpRecord, Signing, Verdict,
+};
 pub use sim::{BACKPRESSURE_FRAMES, Simulator};
 pub use state::{CallbackRecord, IdentifyRecord, ResumeRecord, Sent, SimEvent};
 pub use traffic::{Mix, Pacer, TrafficPlan, realistic_event};
