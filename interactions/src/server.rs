@@ -1,23 +1,26 @@
 //! The public HTTP/1.1 listener: hyper directly, for what `axum::serve` does not
 //! expose: a header read timeout, answered with a 408.
 //!
-//! A client that sends its headers slower than the timeout (a slow-loris attack, or a
-//! broken network) gets `408 Request Timeout` and the connection is closed; an idle
-//! keep-alive connection, or one that never sends a byte, is closed without an answer
-//! once the same time has passed. The body's own timeout is the handler's. On
+//! A new connection that sends its first request's headers slower than the timeout
+//! (a slow-loris attack, or a broken network), or nothing at all, gets `408 Request
+//! Timeout` and is closed. A connection that was already served is closed without a
+//! word once it has been idle that long: a 408 there could be read as the answer to
+//! the client's next request, racing with the close. The body's own timeout is the handler's. On
 //! shutdown the listener stops accepting, idle connections close, and requests in
 //! flight finish within the grace.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::metrics::{self as m, Outcome};
 
@@ -35,7 +38,6 @@ pub(crate) async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let service = TowerToHyperService::new(app);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -58,17 +60,24 @@ pub(crate) async fn serve(
         let Some((stream, spare)) = with_spare(stream) else {
             continue;
         };
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
+        let served = Arc::new(AtomicBool::new(false));
+        let service = {
+            let (app, served) = (app.clone(), served.clone());
+            hyper::service::service_fn(move |request| {
+                served.store(true, Ordering::Relaxed);
+                app.clone().oneshot(request)
+            })
+        };
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let started = Instant::now();
             if let Err(error) = connection.await {
-                if error.is_timeout() {
+                if error.is_timeout() && !served.load(Ordering::Relaxed) {
                     // hyper gives up on the headers without answering; answer for it.
                     let _ = (&spare).write(REQUEST_TIMEOUT);
                     m::record(Outcome::TimedOut, started);
                     tracing::debug!("closed a connection too slow sending its headers");
-                } else {
+                } else if !error.is_timeout() {
                     tracing::debug!(%error, "connection ended with an error");
                 }
             }
