@@ -15,16 +15,17 @@ pub fn shipped_nats_config() -> PathBuf {
 }
 
 /// The users of the shipped configuration and the variable holding each password.
-pub const USERS: [(&str, &str); 5] = [
+pub const USERS: [(&str, &str); 6] = [
     ("gateway", "NATS_GATEWAY_PASSWORD"),
     ("event-worker", "NATS_EVENT_WORKER_PASSWORD"),
     ("command-worker", "NATS_COMMAND_WORKER_PASSWORD"),
+    ("interactions", "NATS_INTERACTIONS_PASSWORD"),
     ("operator", "NATS_OPERATOR_PASSWORD"),
     ("system", "NATS_SYSTEM_PASSWORD"),
 ];
 
 /// Every variable the shipped configuration reads (Terraform must set each one).
-pub const CONFIG_ENV: [&str; 12] = [
+pub const CONFIG_ENV: [&str; 13] = [
     "NATS_SERVER_NAME",
     "NATS_LISTEN",
     "NATS_HTTP_LISTEN",
@@ -35,6 +36,7 @@ pub const CONFIG_ENV: [&str; 12] = [
     "NATS_GATEWAY_PASSWORD",
     "NATS_EVENT_WORKER_PASSWORD",
     "NATS_COMMAND_WORKER_PASSWORD",
+    "NATS_INTERACTIONS_PASSWORD",
     "NATS_OPERATOR_PASSWORD",
     "NATS_SYSTEM_PASSWORD",
 ];
