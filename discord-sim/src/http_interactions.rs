@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use serde_json::Value;
 
-use crate::traffic::Pacer;
+use crate::http_traffic::HttpInteraction;
 
 /// Discord's header with the signature (hex).
 pub const SIGNATURE_HEADER: &str = "x-signature-ed25519";
@@ -82,72 +82,6 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// One interaction to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpInteraction {
-    /// Its id.
-    pub id: String,
-    /// Its token (edits and follow-ups name it).
-    pub token: String,
-    /// Its type (1 PING, 2 command, 3 component, 4 autocomplete, 5 modal submit).
-    pub kind: u8,
-    /// The JSON body.
-    pub body: String,
-}
-
-impl HttpInteraction {
-    /// An application command `/name` in `guild`, ids and token drawn from `seed`.
-    pub fn command(name: &str, guild: u64, seed: u64) -> Self {
-        Self::build(2, guild, seed, |d| d["data"]["name"] = name.into())
-    }
-
-    /// An autocomplete request for `/name`.
-    pub fn autocomplete(name: &str, guild: u64, seed: u64) -> Self {
-        Self::build(4, guild, seed, |d| {
-            d["data"]["name"] = name.into();
-            d["data"]["options"] =
-                serde_json::json!([{"name": "q", "type": 3, "value": "a", "focused": true}]);
-        })
-    }
-
-    /// A button press with `custom_id`.
-    pub fn component(custom_id: &str, guild: u64, seed: u64) -> Self {
-        Self::build(3, guild, seed, |d| {
-            d["data"] = serde_json::json!({"custom_id": custom_id, "component_type": 2});
-        })
-    }
-
-    /// A PING, as Discord sends to check an endpoint.
-    pub fn ping(seed: u64) -> Self {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-        let id = rng.random_range(1u64 << 60..1 << 62).to_string();
-        let body = serde_json::json!({"id": id, "type": 1, "application_id": "1000000000000000001",
-            "token": "ping", "version": 1})
-        .to_string();
-        Self {
-            id,
-            token: "ping".to_owned(),
-            kind: 1,
-            body,
-        }
-    }
-
-    fn build(kind: u8, guild: u64, seed: u64, edit: impl FnOnce(&mut Value)) -> Self {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-        let mut d: Value =
-            serde_json::from_str(&crate::fixtures::interaction_create(guild, &mut rng))
-                .expect("the fixture is JSON");
-        d["type"] = kind.into();
-        edit(&mut d);
-        Self {
-            id: d["id"].as_str().unwrap_or_default().to_owned(),
-            token: d["token"].as_str().unwrap_or_default().to_owned(),
-            kind,
-            body: d.to_string(),
-        }
-    }
-}
-
 /// One request Discord sent and what came back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRecord {
@@ -175,18 +109,6 @@ pub struct HttpRecord {
     pub verdict: Verdict,
 }
 
-/// Traffic for [`HttpInteractions::play`].
-#[derive(Clone, Debug, Default)]
-pub struct HttpPlan {
-    /// Sent in order.
-    pub interactions: Vec<HttpInteraction>,
-    /// Requests per second (`None`: as fast as they go out).
-    pub rate_per_second: Option<u32>,
-    /// After every this many interactions, one more request with an invalid
-    /// signature (a fresh interaction, each kind of [`Signing::INVALID`] in turn).
-    pub invalid_every: Option<usize>,
-}
-
 /// Discord's HTTP interactions client for one endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpInteractions {
@@ -199,6 +121,7 @@ struct Inner {
     wrong_key: SigningKey,
     client: Client<HttpConnector, Full<Bytes>>,
     records: Mutex<Vec<HttpRecord>>,
+    keep_records: bool,
     probes: std::sync::atomic::AtomicU64,
 }
 
@@ -239,9 +162,23 @@ impl HttpInteractions {
                 wrong_key: SigningKey::from_bytes(&WRONG_KEY_SEED),
                 client,
                 records: Mutex::new(Vec::new()),
+                keep_records: true,
                 probes: Default::default(),
             }),
         }
+    }
+
+    /// The same client keeping no records ([`records`](Self::records) stays empty),
+    /// for a process that sends for days.
+    ///
+    /// # Panics
+    ///
+    /// If the client was cloned already.
+    pub fn unrecorded(mut self) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("not cloned yet")
+            .keep_records = false;
+        self
     }
 
     /// The application's public key, hex, as the Developer Portal shows it.
@@ -261,7 +198,9 @@ impl HttpInteractions {
             verdict: verdict(signing, interaction.kind, &record),
             ..record
         };
-        self.lock().push(record.clone());
+        if self.inner.keep_records {
+            self.lock().push(record.clone());
+        }
         record
     }
 
@@ -276,44 +215,11 @@ impl HttpInteractions {
         self.lock().clone()
     }
 
-    /// Sends the plan's interactions (each on its own task, at the plan's rate, with
-    /// invalid probes mixed in) and returns their records once every one is answered
-    /// or given up on.
-    pub async fn play(&self, plan: HttpPlan) -> Vec<HttpRecord> {
-        let mut pacer = Pacer::new(plan.rate_per_second);
-        let mut tasks = Vec::with_capacity(plan.interactions.len());
-        for (i, interaction) in plan.interactions.into_iter().enumerate() {
-            pacer.tick().await;
-            let this = self.clone();
-            tasks.push(tokio::spawn(async move {
-                this.send(&interaction, Signing::Valid).await
-            }));
-            if plan
-                .invalid_every
-                .is_some_and(|k| k > 0 && (i + 1) % k == 0)
-            {
-                let this = self.clone();
-                tasks.push(tokio::spawn(async move { this.probe().await }));
-            }
-        }
-        let mut records = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            records.push(task.await.expect("a request task never panics"));
-        }
-        records
-    }
-
-    /// One request with an invalid signature (the next kind in turn) for a fresh
-    /// command interaction.
-    pub async fn probe(&self) -> HttpRecord {
-        let n = self
-            .inner
+    /// A fresh number for each probe, so they take each invalid kind in turn.
+    pub(crate) fn next_probe(&self) -> u64 {
+        self.inner
             .probes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let signing = Signing::INVALID[(n % Signing::INVALID.len() as u64) as usize];
-        let guild = crate::config::synthetic_guild(0, 1, 0);
-        let interaction = HttpInteraction::command("ping", guild, 0x5eed_0000 + n);
-        self.send(&interaction, signing).await
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<HttpRecord>> {

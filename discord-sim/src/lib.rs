@@ -32,6 +32,7 @@ mod config;
 mod connection;
 pub mod fixtures;
 pub mod http_interactions;
+mod http_traffic;
 mod rest;
 mod sim;
 mod state;
@@ -41,8 +42,9 @@ pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
-pub use http_interactions::{
-    HttpInteraction, HttpInteractions, HttpPlan, HttpRecord, Signing, Verdict,
+pub use http_interactions::{HttpInteractions, HttpRecord, Signing, Verdict};
+pub use http_traffic::{
+    HttpInteraction, HttpPlan, HttpTrafficArgs, play_forever as play_http_forever,
 };
 pub use sim::{BACKPRESSURE_FRAMES, Simulator};
 pub use state::{CallbackRecord, IdentifyRecord, ResumeRecord, Sent, SimEvent};

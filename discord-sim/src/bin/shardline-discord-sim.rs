@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use shardline_discord_sim::{Mix, Pacer, RestLatency, SimConfig, Simulator, sample};
+use shardline_discord_sim::{
+    HttpInteractions, HttpTrafficArgs, Mix, Pacer, RestLatency, SimConfig, Simulator,
+    play_http_forever, sample,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Simulated Discord gateway (v10, JSON, zlib-stream/zstd-stream) and REST API.
@@ -44,6 +47,9 @@ struct Args {
     /// Discord from a cloud region).
     #[arg(long, env = "SIM_REST_LATENCY_MS", default_value = "50-150")]
     rest_latency_ms: RestLatency,
+    /// HTTP interactions sent to an Interactions Endpoint URL.
+    #[command(flatten)]
+    http: HttpTrafficArgs,
 }
 
 #[tokio::main]
@@ -55,6 +61,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.http.print_interactions_public_key {
+        println!("{}", HttpInteractions::new("http://unused").public_key());
+        return Ok(());
+    }
     let config = SimConfig {
         token: args.token,
         shard_total: args.shards,
@@ -70,9 +80,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(url = %sim.gateway_url(), shards = args.shards, rate = args.rate, "discord simulator listening");
 
     let player = tokio::spawn(play_forever(sim.clone(), args.rate));
+    let http_player = tokio::spawn(play_http_forever(args.http));
     shutdown_signal().await;
     tracing::info!("shutting down");
     player.abort();
+    http_player.abort();
     sim.shutdown().await;
     Ok(())
 }
