@@ -13,6 +13,10 @@ locals {
         secrets = [aws_secretsmanager_secret.nats_user["gateway"].arn, local.discord_token_secret_arn]
         log     = "gateway"
       }
+      interactions = {
+        secrets = [aws_secretsmanager_secret.nats_user["interactions"].arn, local.discord_public_key_secret_arn]
+        log     = "interactions"
+      }
     },
     { for k, w in var.workers : k => {
       secrets = [aws_secretsmanager_secret.nats_user[w.nats_user].arn]

@@ -20,7 +20,7 @@ locals {
   ]
 
   log_groups = merge(
-    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway" },
+    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway", interactions = "/${var.name}/interactions" },
     { for k, _ in var.workers : k => "/${var.name}/${k}" },
   )
 }

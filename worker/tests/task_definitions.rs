@@ -227,6 +227,7 @@ fn accepts(binary: &str) -> Accepts {
                 .insert(shardline_gateway::DISCORD_TOKEN_ENV.to_owned());
             a
         }
+        "shardline-interactions" => from_clap(&shardline_interactions::Config::command()),
         worker => from_help(worker),
     };
     accepts.env.extend(
@@ -275,10 +276,14 @@ fn installed(path: &str) -> bool {
 
 fn dockerfiles() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
-    ["gateway.Dockerfile", "worker.Dockerfile"]
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-        .collect()
+    [
+        "gateway.Dockerfile",
+        "worker.Dockerfile",
+        "interactions.Dockerfile",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    .collect()
 }
 
 #[test]
@@ -294,8 +299,8 @@ fn task_definitions_match_the_binaries() {
         .collect();
     assert_eq!(
         binaries,
-        BTreeSet::from(["shardline-gateway"]),
-        "workers take their binary from var.workers; the gateway is literal"
+        BTreeSet::from(["shardline-gateway", "shardline-interactions"]),
+        "workers take their binary from var.workers; the gateway and the interactions service are literal"
     );
     assert!(installed("/usr/local/bin/shardline-healthcheck"));
     for container in &shardline {
@@ -309,16 +314,48 @@ fn task_definitions_match_the_binaries() {
             container.health[1..],
             ["/usr/local/bin/shardline-healthcheck"]
         );
-        for needed in [
-            "NATS_URL",
-            "NATS_USER",
-            "NATS_PASSWORD",
-            "DISCORD_TOKEN",
-            "STREAM_REPLICAS",
-        ] {
-            assert!(container.env.contains(needed), "gateway sets {needed}");
+        let needed: &[&str] = match container.command[0].rsplit('/').next() {
+            Some("shardline-gateway") => &["DISCORD_TOKEN"],
+            _ => &["DISCORD_PUBLIC_KEY", "LISTEN_ADDR", "METRICS_ADDR"],
+        };
+        for needed in ["NATS_URL", "NATS_USER", "NATS_PASSWORD", "STREAM_REPLICAS"]
+            .iter()
+            .chain(needed)
+        {
+            assert!(
+                container.env.contains(*needed),
+                "{} sets {needed}",
+                container.command[0]
+            );
         }
     }
+}
+
+/// The interactions service sits behind an ALB: the ALB must close an idle
+/// connection before the task does (a task closing one the ALB is reusing is a 502),
+/// so the service's header read timeout (also its keep-alive idle time) must exceed
+/// the ALB's idle timeout.
+#[test]
+fn the_load_balancer_closes_idle_connections_before_the_task() {
+    let tf = std::fs::read_to_string(terraform_dir().join("interactions.tf")).unwrap();
+    let number_after = |marker: &str| -> u64 {
+        let rest = &tf[tf
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in interactions.tf"))
+            + marker.len()..];
+        let digits: String = rest
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let alb_idle_secs = number_after("idle_timeout =");
+    let header_timeout_ms = number_after(r#""HEADER_READ_TIMEOUT_MS", value = ""#);
+    assert!(
+        header_timeout_ms > alb_idle_secs * 1000,
+        "HEADER_READ_TIMEOUT_MS {header_timeout_ms} must exceed the ALB's idle timeout {alb_idle_secs} s"
+    );
 }
 
 /// The worker containers' command is `/usr/local/bin/${each.value.binary}`: check the

@@ -38,6 +38,16 @@ variable "image_tag" {
   default     = "0.1.0"
 }
 
+variable "public_subnet_ids" {
+  description = "Public subnets for the interactions load balancer (two or more availability zones)."
+  type        = list(string)
+}
+
+variable "interactions_certificate_arn" {
+  description = "ACM certificate of the name Discord's Interactions Endpoint URL uses."
+  type        = string
+}
+
 variable "prometheus_security_group_id" {
   description = "Security group of the Prometheus that scrapes NATS and the services."
   type        = string
@@ -73,6 +83,11 @@ module "shardline" {
       scale_in_lag  = 1
     }
   }
+
+  # Interactions over HTTP: https://<the certificate's name>/interactions.
+  interactions_image           = "${data.aws_caller_identity.current.account_id}.dkr.ecr.${var.region}.amazonaws.com/shardline-interactions:${var.image_tag}"
+  interactions_certificate_arn = var.interactions_certificate_arn
+  public_subnet_ids            = var.public_subnet_ids
 
   metrics_scraper_security_group_ids = [var.prometheus_security_group_id]
   log_retention_days                 = 365
