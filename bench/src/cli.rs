@@ -46,6 +46,8 @@ pub enum Scenario {
     Storm,
     /// Interaction deadline: read -> deferred response at the simulator.
     Interaction,
+    /// HTTP interactions: request -> first response, and PING throughput.
+    Http,
 }
 
 /// Benchmark settings; `--quick` shrinks every count for CI.
@@ -84,6 +86,15 @@ pub struct BenchArgs {
     /// Seconds of the interaction deadline scenario.
     #[arg(long, default_value_t = 10.0)]
     pub interaction_seconds: f64,
+    /// Open-loop rates of HTTP interactions, interactions/s.
+    #[arg(long, value_delimiter = ',', default_value = "200,2000")]
+    pub http_rates: Vec<u32>,
+    /// Seconds per HTTP interactions rate.
+    #[arg(long, default_value_t = 5.0)]
+    pub http_seconds: f64,
+    /// Seconds of PING load on the interactions service.
+    #[arg(long, default_value_t = 5.0)]
+    pub ping_seconds: f64,
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -106,6 +117,9 @@ impl BenchArgs {
             a.storm_seconds = 1.0;
             a.interaction_rate = 500;
             a.interaction_seconds = 1.0;
+            a.http_rates = vec![200];
+            a.http_seconds = 1.0;
+            a.ping_seconds = 1.0;
         }
         if a.only.is_empty() {
             a.only = Scenario::value_variants().to_vec();
@@ -138,6 +152,9 @@ pub struct RoleArgs {
     /// Simulator REST base to defer interactions through (worker role).
     #[arg(long)]
     pub defer_via: Option<String>,
+    /// The application's public key, hex (interactions role; `--url` is its address).
+    #[arg(long, default_value = "")]
+    pub public_key: String,
 }
 
 /// The child roles.
@@ -151,6 +168,8 @@ pub enum RoleKind {
     Baseline,
     /// Baseline no-op drain.
     Drain,
+    /// Shardline's HTTP interactions service.
+    Interactions,
 }
 
 /// The simulator's bot token.
@@ -191,5 +210,8 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<()> {
         }
         RoleKind::Worker => roles::worker(consumer).await,
         RoleKind::Drain => roles::drain(consumer).await,
+        RoleKind::Interactions => {
+            crate::http::service(&args.nats, &args.url, &args.public_key).await
+        }
     }
 }

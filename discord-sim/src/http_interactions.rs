@@ -210,6 +210,19 @@ impl HttpInteractions {
         self.post(body.into(), signing).await
     }
 
+    /// The `X-Signature-Ed25519` and `X-Signature-Timestamp` values Discord would
+    /// send with `body` now (for a load generator that signs once and sends many).
+    pub fn sign(&self, body: &[u8]) -> (String, String) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            .to_string();
+        let mut message = timestamp.as_bytes().to_vec();
+        message.extend_from_slice(body);
+        (hex(&self.inner.key.sign(&message).to_bytes()), timestamp)
+    }
+
     /// Every recorded request, in the order the answers came.
     pub fn records(&self) -> Vec<HttpRecord> {
         self.lock().clone()
