@@ -79,12 +79,14 @@ pub(crate) async fn connect(
 
 /// Makes sure COMMANDS exists whenever `check` is notified (create only: the gateway
 /// owns its settings), retrying every second until it does; keeps `max_payload`
-/// current. A server restarted without its memory streams is repaired here.
+/// current; says `true` on `ensured` once COMMANDS was there. A server restarted
+/// without its memory streams is repaired here.
 pub(crate) async fn keep_topology(
     js: jetstream::Context,
     replicas: usize,
     check: Arc<Notify>,
     max_payload: Arc<AtomicUsize>,
+    ensured: tokio::sync::watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -97,11 +99,14 @@ pub(crate) async fn keep_topology(
             max_payload.store(info.max_payload, Ordering::Relaxed);
         }
         loop {
-            let ensured =
+            let ensured_now =
                 shardline_jetstream::ensure_stream(&js, &COMMANDS, ReconcileOptions { replicas })
                     .await;
-            match ensured {
-                Ok(_) => break,
+            match ensured_now {
+                Ok(_) => {
+                    ensured.send_replace(true);
+                    break;
+                }
                 Err(error) => tracing::warn!(%error, "COMMANDS stream not available; retrying"),
             }
             tokio::select! {

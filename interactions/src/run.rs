@@ -22,6 +22,9 @@ use crate::handler::{self, App};
 use crate::pending::Pending;
 use crate::{metrics as m, nats, server};
 
+/// How long [`start`] waits for NATS and the COMMANDS stream before serving anyway.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 /// A started service: where it listens, and the task that ends when it has stopped.
 #[derive(Debug)]
 pub struct Running {
@@ -53,10 +56,12 @@ impl Running {
     }
 }
 
-/// Whether the service should receive traffic: NATS connected, not shutting down.
+/// Whether the service should receive traffic: NATS connected, COMMANDS present,
+/// not shutting down.
 #[derive(Clone)]
 struct Readiness {
     client: async_nats::Client,
+    ensured: tokio::sync::watch::Receiver<bool>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -69,6 +74,10 @@ impl Readiness {
             );
         }
         match self.client.connection_state() {
+            async_nats::connection::State::Connected if !*self.ensured.borrow() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the COMMANDS stream is not there yet\n".to_owned(),
+            ),
             async_nats::connection::State::Connected => (StatusCode::OK, "ready\n".to_owned()),
             state => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -108,8 +117,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .local_addr()
         .expect("a bound listener has an address");
     let stopping = Arc::new(AtomicBool::new(false));
+    let (ensured, mut ensured_rx) = tokio::sync::watch::channel(false);
     let readiness = Readiness {
         client: client.clone(),
+        ensured: ensured_rx.clone(),
         stopping: stopping.clone(),
     };
     let metrics_addr = match config.metrics_addr {
@@ -137,8 +148,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.stream_replicas.max(1),
         link.check_topology.clone(),
         link.max_payload.clone(),
+        ensured,
         background.clone(),
     ));
+    // With NATS up, serve once COMMANDS is there, so the first interactions are not
+    // refused; without it, serve anyway (PINGs, and 503s until it is back).
+    if tokio::time::timeout(STARTUP_WAIT, ensured_rx.wait_for(|e| *e))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "NATS or the COMMANDS stream not available yet: serving PINGs, interactions get 503 until they are"
+        );
+    }
     tokio::spawn(nats::answer_offers(
         client.clone(),
         subscription,
