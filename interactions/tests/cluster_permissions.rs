@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use shardline_discord_sim::{Signing, Verdict};
 use shardline_jetstream::{NatsAuth, auth_options};
+use shardline_proto::subject::GUILD_JOIN;
 use shardline_proto::topology::{COMMAND_WORKER, COMMANDS};
 use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
 use shardline_worker::Worker;
@@ -99,15 +100,11 @@ async fn the_http_path_needs_nothing_its_users_lack() {
     .connect(shardline_jetstream::server_urls(&cluster.url()))
     .await
     .unwrap();
-    service_user
-        .publish("events.guild.join", "{}".into())
-        .await
-        .unwrap();
+    service_user.publish(GUILD_JOIN, "{}".into()).await.unwrap();
     service_user.flush().await.unwrap();
     let refused = errors.recv().await.unwrap();
     assert!(
-        refused.to_lowercase().contains("permissions violation")
-            && refused.contains("events.guild.join"),
+        refused.to_lowercase().contains("permissions violation") && refused.contains(GUILD_JOIN),
         "{refused}"
     );
 

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
 use shardline_discord_sim::{HttpPlan, HttpRecord, Signing, Verdict};
+use shardline_proto::topology::COMMANDS;
 use shardline_proto::{headers, subject};
 use shardline_testkit::eventually;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ async fn every_interaction_gets_one_first_response_in_time() {
         .nats
         .client()
         .await
-        .subscribe("commands.>")
+        .subscribe(COMMANDS.subjects[0])
         .await
         .unwrap();
     let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -5,6 +5,7 @@
 mod common;
 
 use shardline_discord_sim::{HttpPlan, Verdict};
+use shardline_proto::topology::{COMMAND_WORKER, COMMANDS};
 use shardline_testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +48,8 @@ async fn without_a_worker_the_service_defers_and_a_later_worker_answers() {
     }
     // Nothing more arrives: every message was acknowledged.
     eventually("the stream drained", PATIENCE, || async {
-        let stream = base.js.get_stream_no_info("COMMANDS").await.ok()?;
-        let info = stream.consumer_info("command-worker").await.ok()?;
+        let stream = base.js.get_stream_no_info(COMMANDS.name).await.ok()?;
+        let info = stream.consumer_info(COMMAND_WORKER.durable).await.ok()?;
         (info.num_ack_pending == 0 && info.num_pending == 0).then_some(())
     })
     .await;

@@ -7,6 +7,7 @@ mod common;
 use futures_util::StreamExt;
 use shardline_discord_sim::{HttpInteraction, Signing, Verdict};
 use shardline_proto::headers;
+use shardline_proto::topology::COMMANDS;
 use tokio_util::sync::CancellationToken;
 
 use common::{Base, WIDE_COMMANDS, command, discord};
@@ -20,7 +21,7 @@ async fn invalid_signatures_are_refused_and_never_published() {
         .nats
         .client()
         .await
-        .subscribe("commands.>")
+        .subscribe(COMMANDS.subjects[0])
         .await
         .unwrap();
     let http = discord(service.addr());
