@@ -79,7 +79,7 @@ pub(crate) async fn connect(
 
 /// Makes sure COMMANDS exists whenever `check` is notified (create only: the gateway
 /// owns its settings), retrying every second until it does; keeps `max_payload`
-/// current; says `true` on `ensured` once COMMANDS was there. A server restarted
+/// current; `ensured` says whether COMMANDS is known to be there. A server restarted
 /// without its memory streams is repaired here.
 pub(crate) async fn keep_topology(
     js: jetstream::Context,
@@ -94,6 +94,8 @@ pub(crate) async fn keep_topology(
             () = shutdown.cancelled() => return,
             () = check.notified() => {}
         }
+        // A reconnect or a failed publish: the stream may be gone until re-created.
+        ensured.send_replace(false);
         let info = js.client().server_info();
         if info.max_payload > 0 {
             max_payload.store(info.max_payload, Ordering::Relaxed);
