@@ -39,7 +39,7 @@ output "discord_token_secret_arn" {
 }
 
 output "nats_operator_secret_arn" {
-  description = "Password of the NATS operator user (shardline-deadletter, the nats CLI)."
+  description = "Password of the NATS operator user (the shardline CLI, the nats CLI)."
   value       = aws_secretsmanager_secret.nats_user["operator"].arn
 }
 

@@ -1,20 +1,26 @@
-//! `/metrics`, `/healthz` and `/readyz` on the metrics address.
+//! `/metrics`, `/healthz` and `/readyz` on the metrics address, and the answer to
+//! `shardline status` on NATS.
 //!
 //! `/healthz` answers 200 while the process serves requests. `/readyz` answers 200
 //! only when every shard this process owns has a live session and the NATS client is
 //! connected, else 503 with the reason, so a deploy can wait for a new process to be
-//! ready before stopping the next.
+//! ready before stopping the next. The same shard states are served over NATS on
+//! [`STATUS_SUBJECT`]: an operator's CLI finds every gateway that way, without
+//! knowing their addresses.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::connection::State;
 use axum::Router;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::routing::get;
+use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
+use shardline_proto::gateway::{GatewayStatus, STATUS_SUBJECT, ShardLive};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,26 +34,73 @@ pub struct Health {
 
 #[derive(Debug, Default)]
 struct Inner {
-    shards: Mutex<BTreeMap<u32, bool>>,
+    shards: Mutex<BTreeMap<u32, ShardLive>>,
     nats: OnceLock<async_nats::Client>,
+    started_at_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This process as `shardline status` names it: `host/pid`.
+pub fn process_label() -> &'static str {
+    static LABEL: OnceLock<String> = OnceLock::new();
+    LABEL.get_or_init(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".to_owned());
+        format!("{host}/{}", std::process::id())
+    })
 }
 
 impl Health {
     /// Health for a process owning `shards`, none connected yet.
     pub fn new(shards: &[u32]) -> Self {
-        let health = Self::default();
+        let started_at_ms = now_ms();
+        let health = Self {
+            inner: Arc::new(Inner {
+                shards: Mutex::default(),
+                nats: OnceLock::new(),
+                started_at_ms,
+            }),
+        };
         health
             .inner
             .shards
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(shards.iter().map(|&s| (s, false)));
+            .extend(shards.iter().map(|&shard| {
+                (
+                    shard,
+                    ShardLive {
+                        shard,
+                        connected: false,
+                        since_ms: started_at_ms,
+                    },
+                )
+            }));
         health
     }
 
     /// The NATS client whose connection `/readyz` checks.
     pub fn set_nats(&self, client: async_nats::Client) {
         let _ = self.inner.nats.set(client);
+    }
+
+    /// Answers status requests on [`STATUS_SUBJECT`] (what `shardline status` asks
+    /// every gateway) on `client` until `stop` is cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: meant to run as its own task.
+    pub async fn answer_status(self, client: async_nats::Client, stop: CancellationToken) {
+        answer_status(client, self, stop).await;
     }
 
     /// Records whether `shard` has a live session (and sets its gauge).
@@ -57,11 +110,21 @@ impl Health {
         } else {
             0.0
         });
-        self.inner
-            .shards
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(shard, connected);
+        let mut shards = self.inner.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let live = shards.entry(shard).or_insert(ShardLive {
+            shard,
+            connected: !connected,
+            since_ms: 0,
+        });
+        if live.connected != connected {
+            live.connected = connected;
+            live.since_ms = now_ms();
+        }
+    }
+
+    /// What this process answers on [`STATUS_SUBJECT`].
+    pub fn status(&self) -> GatewayStatus {
+        status_of(&self.inner)
     }
 
     /// `Ok` when ready, else why not.
@@ -75,9 +138,9 @@ impl Health {
             .shards
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, up)| !**up)
-            .map(|(s, _)| *s)
+            .values()
+            .filter(|live| !live.connected)
+            .map(|live| live.shard)
             .collect();
         let nats = match self.inner.nats.get().map(|c| c.connection_state()) {
             Some(State::Connected) => None,
@@ -91,6 +154,52 @@ impl Health {
             (false, Some(nats)) => Err(format!("shards not connected: {down:?}; {nats}")),
         }
     }
+}
+
+fn status_of(inner: &Inner) -> GatewayStatus {
+    GatewayStatus {
+        process: process_label().to_owned(),
+        started_at_ms: inner.started_at_ms,
+        shards: inner
+            .shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect(),
+    }
+}
+
+/// Answers every status request with this process's shard states, until `stop`.
+/// Holds the health weakly: a gateway that stopped stops answering.
+async fn answer_status(client: async_nats::Client, health: Health, stop: CancellationToken) {
+    let mut requests = match client.subscribe(STATUS_SUBJECT).await {
+        Ok(requests) => requests,
+        Err(error) => {
+            tracing::warn!(%error, "cannot answer status requests");
+            return;
+        }
+    };
+    loop {
+        let request = tokio::select! {
+            () = stop.cancelled() => break,
+            request = requests.next() => request,
+        };
+        let Some(request) = request else { break };
+        let Some(reply) = request.reply else {
+            continue;
+        };
+        let status = status_of(&health.inner);
+        match serde_json::to_vec(&status) {
+            Ok(body) => {
+                if let Err(error) = client.publish(reply, body.into()).await {
+                    tracing::debug!(%error, "status reply not sent");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "status not encoded"),
+        }
+    }
+    let _ = requests.unsubscribe().await;
 }
 
 #[derive(Clone)]

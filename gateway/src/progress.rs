@@ -143,6 +143,12 @@ impl Progress {
         }
     }
 
+    /// Whether every dispatch handed to the publisher is acknowledged: the floor is
+    /// the last sequence received, so a resume from it replays nothing stored.
+    pub fn settled(&self) -> bool {
+        self.lock().pending.is_empty()
+    }
+
     /// Marks the snapshot as changed again (its write failed).
     pub fn mark_changed(&self) {
         self.lock().changed = true;
@@ -231,6 +237,17 @@ mod tests {
         assert_eq!(floor(&p), 10);
         replay.complete();
         assert_eq!(floor(&p), 11);
+    }
+
+    #[test]
+    fn settled_means_nothing_awaits_an_ack() {
+        let p = Progress::default();
+        p.observe(Some(("s", 1)), None);
+        assert!(p.settled());
+        let r = p.begin("s", 2);
+        assert!(!p.settled());
+        r.complete();
+        assert!(p.settled());
     }
 
     #[test]

@@ -48,6 +48,7 @@ struct Held {
     _permit: OwnedSemaphorePermit,
     /// When the first attempt started; retries stop `give_up_after` later.
     first: Instant,
+    inflight: metrics::Gauge,
 }
 
 impl Held {
@@ -61,7 +62,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        metrics::gauge!(m::PUBLISH_INFLIGHT).decrement(1.0);
+        self.inflight.decrement(1.0);
     }
 }
 
@@ -106,6 +107,7 @@ struct RetryContext {
     give_up_after: Duration,
     /// Notified when a publish fails in a way a lost topology explains.
     check_topology: Arc<Notify>,
+    metrics: Arc<m::PublishMetrics>,
 }
 
 impl Publisher {
@@ -132,6 +134,7 @@ impl Publisher {
             retries: retries.clone(),
             give_up_after,
             check_topology,
+            metrics: Arc::new(m::PublishMetrics::new()),
         };
         let tracker = tokio::spawn(track_acks(rx, ctx.clone()));
         let publisher = Self {
@@ -164,12 +167,14 @@ impl Publisher {
             receipt.complete(); // Counted as dropped: the floor may pass it.
             return;
         }
-        metrics::gauge!(m::PUBLISH_INFLIGHT).increment(1.0);
+        let inflight = self.ctx.metrics.inflight.clone();
+        inflight.increment(1.0);
         let held = Held {
             message,
             receipt: Some(receipt),
             _permit: permit,
             first: held_first,
+            inflight,
         };
         let started = Instant::now();
         match send(&self.ctx.js, &held.message).await {
@@ -242,7 +247,7 @@ impl RetryContext {
                 };
                 match result {
                     Ok(ack) => {
-                        acked(&held.message, started, ack.duplicate);
+                        this.acked(&held.message, started, ack.duplicate);
                         held.complete();
                         return;
                     }
@@ -250,6 +255,11 @@ impl RetryContext {
                 }
             }
         });
+    }
+
+    fn acked(&self, message: &Outgoing, started: Instant, duplicate: bool) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.acked(message.stream, seconds, duplicate);
     }
 
     fn failed(&self, kind: PublishErrorKind) {
@@ -264,15 +274,6 @@ impl RetryContext {
         if topology_explains {
             self.check_topology.notify_one();
         }
-    }
-}
-
-fn acked(message: &Outgoing, started: Instant, duplicate: bool) {
-    metrics::histogram!(m::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
-    if duplicate {
-        metrics::counter!(m::EVENTS_DEDUPLICATED, "stream" => message.stream).increment(1);
-    } else {
-        metrics::counter!(m::EVENTS_PUBLISHED, "stream" => message.stream).increment(1);
     }
 }
 
@@ -314,7 +315,7 @@ async fn track_acks(mut rx: mpsc::UnboundedReceiver<InFlight>, ctx: RetryContext
             },
             Some((result, mut held, started)) = pending.next() => match result {
                 Ok(ack) => {
-                    acked(&held.message, started, ack.duplicate);
+                    ctx.acked(&held.message, started, ack.duplicate);
                     held.complete();
                 }
                 Err(e) => {

@@ -31,6 +31,8 @@ const DRAIN_TIMEOUT_DISCONNECTED: Duration = Duration::from_secs(2);
 /// then stays above the stored floors, and the next start resumes it.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time between two writes of a quiet shard's unchanged session.
+const MAX_REFRESH: Duration = Duration::from_secs(20);
 
 /// Runs the gateway until `shutdown` is cancelled (then closes every shard
 /// resumably, waits for outstanding acks and stores each shard's session) or every
@@ -71,6 +73,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             )
         })?;
     health.set_nats(client.clone());
+    tokio::spawn(
+        health
+            .clone()
+            .answer_status(client.clone(), background.clone()),
+    );
     let js = jetstream::new(client.clone());
     let replicas = config.stream_replicas;
     shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas }).await?;
@@ -138,10 +145,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     drop(publisher);
     let stop_saving = CancellationToken::new();
+    // A third of the age limit: a quiet shard's stored session never looks too old.
+    let refresh = (config.session_max_age() / 3).clamp(sessions::SAVE_INTERVAL, MAX_REFRESH);
     let saver = tokio::spawn(sessions::save_periodically(
         store.clone(),
         plan.shard_total,
         progress.clone(),
+        refresh,
         stop_saving.clone(),
     ));
 

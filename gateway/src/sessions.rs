@@ -7,11 +7,11 @@
 //! drained every ack. A stored session is used only by a gateway with the same shard
 //! total and only while younger than `SESSION_MAX_AGE`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv::{Config as KvConfig, Store};
 use async_nats::jetstream::{self, stream::StorageType};
-use serde::{Deserialize, Serialize};
 use shardline_proto::gateway::{SESSIONS_BUCKET, session_key};
 use tokio_util::sync::CancellationToken;
 
@@ -20,52 +20,36 @@ use crate::progress::{Progress, Snapshot};
 /// How often changed sessions are written.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What the bucket holds for one shard.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSession {
-    /// Discord session id.
-    pub session_id: String,
-    /// Every dispatch up to this sequence is in a stream.
-    pub sequence: u64,
-    /// Where to resume.
-    pub resume_url: Option<String>,
-    /// The shard total the session belongs to.
-    pub shard_total: u32,
-    /// Unix milliseconds of the write.
-    pub saved_at_ms: u64,
-}
+pub use shardline_proto::gateway::{StoredSession, Unusable};
 
-/// Why a stored session is not resumed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unusable {
-    /// It belongs to another shard total.
-    ShardTotalChanged,
-    /// It is older than the limit: identify fresh, the gap is skipped.
-    TooOld(Duration),
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl StoredSession {
-    /// Whether a gateway with `shard_total` shards may resume this session now.
-    ///
-    /// # Errors
-    ///
-    /// Why not.
-    pub fn usable(&self, shard_total: u32, max_age: Duration, now_ms: u64) -> Result<(), Unusable> {
-        if self.shard_total != shard_total {
-            return Err(Unusable::ShardTotalChanged);
+/// When each shard's session began, so every write carries it: kept while the
+/// session id stays the same, read back from the bucket after a restart.
+#[derive(Debug, Default)]
+struct Starts(HashMap<u32, (String, u64)>);
+
+impl Starts {
+    async fn started_at(&mut self, store: &Store, shard: u32, session_id: &str) -> u64 {
+        if let Some((id, at)) = self.0.get(&shard)
+            && id == session_id
+        {
+            return *at;
         }
-        let age = Duration::from_millis(now_ms.saturating_sub(self.saved_at_ms));
-        // A zero limit never resumes across restarts.
-        if max_age.is_zero() || age > max_age {
-            return Err(Unusable::TooOld(age));
-        }
-        Ok(())
+        let stored = match store.get(session_key(shard)).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<StoredSession>(&bytes).ok(),
+            _ => None,
+        };
+        let at = stored
+            .filter(|s| s.session_id == session_id)
+            .and_then(|s| s.started_at_ms)
+            .unwrap_or_else(now_ms);
+        self.0.insert(shard, (session_id.to_owned(), at));
+        at
     }
 }
 
@@ -150,41 +134,50 @@ pub async fn load(
     }
 }
 
-/// Writes `snapshot` (or deletes the key when the shard has no session).
+/// Writes `snapshot` (or deletes the key when the shard has no session), with the
+/// writing process and when the session began, for `shardline status`.
 ///
 /// # Errors
 ///
 /// If NATS refuses the write.
-pub async fn save(
+async fn save(
     store: &Store,
     shard: u32,
     shard_total: u32,
     snapshot: Option<&Snapshot>,
+    starts: &mut Starts,
 ) -> Result<(), async_nats::Error> {
     let Some(snapshot) = snapshot else {
         store.delete(session_key(shard)).await?;
         return Ok(());
     };
+    let started_at_ms = starts.started_at(store, shard, &snapshot.session_id).await;
     let stored = StoredSession {
         session_id: snapshot.session_id.clone(),
         sequence: snapshot.sequence,
         resume_url: snapshot.resume_url.clone(),
         shard_total,
         saved_at_ms: now_ms(),
+        process: Some(crate::health::process_label().to_owned()),
+        started_at_ms: Some(started_at_ms),
     };
     let bytes = serde_json::to_vec(&stored)?;
     store.put(session_key(shard), bytes.into()).await?;
     Ok(())
 }
 
-/// Writes each shard's session every [`SAVE_INTERVAL`] while it changes, until
-/// `stop` is cancelled. A failed write is retried at the next tick.
+/// Writes each shard's session every [`SAVE_INTERVAL`] while it changes, and every
+/// `refresh` while it does not and nothing awaits an ack, until `stop` is cancelled.
+/// A failed write is retried at the next tick.
 pub async fn save_periodically(
     store: Store,
     shard_total: u32,
     shards: Vec<(u32, Progress)>,
+    refresh: Duration,
     stop: CancellationToken,
 ) {
+    let mut starts = Starts::default();
+    let mut saved_at: HashMap<u32, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(SAVE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -193,12 +186,29 @@ pub async fn save_periodically(
             _ = tick.tick() => {}
         }
         for (shard, progress) in &shards {
-            let Ok(snapshot) = progress.take_changed() else {
-                continue;
+            // A quiet shard's session does not change, but it must not look older than
+            // SESSION_MAX_AGE to the next start either: with nothing awaiting an ack,
+            // a resume replays nothing already stored, so rewriting it is safe. A floor
+            // held back by a publish that is still retried is not refreshed: its age
+            // is the age of what a resume would replay.
+            let snapshot = match progress.take_changed() {
+                Ok(snapshot) => snapshot,
+                Err(()) => {
+                    let due = saved_at.get(shard).is_none_or(|at| at.elapsed() >= refresh);
+                    match progress.snapshot() {
+                        Some(snapshot) if due && progress.settled() => Some(snapshot),
+                        _ => continue,
+                    }
+                }
             };
-            if let Err(error) = save(&store, *shard, shard_total, snapshot.as_ref()).await {
-                tracing::warn!(shard, %error, "cannot store the session; retrying");
-                progress.mark_changed();
+            match save(&store, *shard, shard_total, snapshot.as_ref(), &mut starts).await {
+                Ok(()) => {
+                    saved_at.insert(*shard, Instant::now());
+                }
+                Err(error) => {
+                    tracing::warn!(shard, %error, "cannot store the session; retrying");
+                    progress.mark_changed();
+                }
             }
         }
     }
@@ -206,9 +216,10 @@ pub async fn save_periodically(
 
 /// Writes every shard's final session after a clean shutdown.
 pub async fn save_all(store: &Store, shard_total: u32, shards: &[(u32, Progress)]) {
+    let mut starts = Starts::default();
     for (shard, progress) in shards {
         let snapshot = progress.snapshot();
-        match save(store, *shard, shard_total, snapshot.as_ref()).await {
+        match save(store, *shard, shard_total, snapshot.as_ref(), &mut starts).await {
             Ok(()) => tracing::info!(
                 shard,
                 sequence = snapshot.as_ref().map(|s| s.sequence),
@@ -218,44 +229,5 @@ pub async fn save_all(store: &Store, shard_total: u32, shards: &[(u32, Progress)
                 tracing::error!(shard, %error, "cannot store the session; the next start identifies")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stored(total: u32, saved_at_ms: u64) -> StoredSession {
-        StoredSession {
-            session_id: "s".into(),
-            sequence: 9,
-            resume_url: None,
-            shard_total: total,
-            saved_at_ms,
-        }
-    }
-
-    #[test]
-    fn another_shard_total_is_not_resumed() {
-        let max = Duration::from_secs(60);
-        assert_eq!(stored(2, 1_000).usable(2, max, 2_000), Ok(()));
-        assert_eq!(
-            stored(2, 1_000).usable(3, max, 2_000),
-            Err(Unusable::ShardTotalChanged)
-        );
-    }
-
-    #[test]
-    fn an_old_session_is_not_resumed() {
-        let max = Duration::from_secs(60);
-        assert_eq!(stored(1, 0).usable(1, max, 60_000), Ok(()));
-        assert_eq!(
-            stored(1, 5).usable(1, Duration::ZERO, 5),
-            Err(Unusable::TooOld(Duration::ZERO))
-        );
-        assert_eq!(
-            stored(1, 0).usable(1, max, 60_001),
-            Err(Unusable::TooOld(Duration::from_millis(60_001)))
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! One shard's loop: read a frame, route it, hand it to the publisher; send the
 //! commands workers ask for; close resumably on shutdown.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -66,8 +67,7 @@ pub struct ShardContext {
 /// Runs `shard` until `shutdown` is cancelled or Discord closes it for good.
 pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardContext) -> ShardExit {
     let id = shard.id().number();
-    let shard_label = id.to_string();
-    let mut router = ShardRouter::new(id);
+    let mut reader = Reader::new(id);
     let mut last_close = None;
     loop {
         // Frames come first: a command waits until the shard has flushed what twilight
@@ -98,7 +98,7 @@ pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardCont
         match item {
             Ok(Message::Text(text)) => {
                 let stop = Some(&ctx.shutdown);
-                handle_text(&mut shard, &mut router, &ctx, text, &shard_label, stop).await;
+                handle_text(&mut shard, &mut reader, &ctx, text, stop).await;
             }
             Ok(Message::Close(frame)) => {
                 last_close = frame.as_ref().map(|f| f.code);
@@ -118,7 +118,7 @@ pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardCont
         while let Some(item) = shard.next().await {
             match item {
                 Ok(Message::Text(text)) => {
-                    handle_text(&mut shard, &mut router, &ctx, text, &shard_label, None).await;
+                    handle_text(&mut shard, &mut reader, &ctx, text, None).await;
                 }
                 Ok(Message::Close(_)) => break,
                 Err(error) => receive_error(id, &error),
@@ -131,6 +131,37 @@ pub async fn run_shard<Q: Queue + Unpin>(mut shard: Shard<Q>, mut ctx: ShardCont
     }
     ctx.health.set_connected(id, false);
     ShardExit::Shutdown
+}
+
+/// What one shard's loop keeps between frames.
+struct Reader {
+    router: ShardRouter,
+    label: String,
+    /// `gateway_events_received_total` by event type, looked up once per type: the
+    /// registry lookup costs more per frame than the increment.
+    received: HashMap<String, metrics::Counter>,
+}
+
+impl Reader {
+    fn new(shard: u32) -> Self {
+        Self {
+            router: ShardRouter::new(shard),
+            label: shard.to_string(),
+            received: HashMap::new(),
+        }
+    }
+}
+
+/// The `gateway_events_received_total` counter of `event`, registered on first use.
+fn counter_for<'a>(
+    received: &'a mut HashMap<String, metrics::Counter>,
+    event: &str,
+) -> &'a metrics::Counter {
+    if !received.contains_key(event) {
+        let counter = metrics::counter!(m::EVENTS_RECEIVED, "event_type" => event.to_owned());
+        received.insert(event.to_owned(), counter);
+    }
+    &received[event]
 }
 
 fn receive_error(shard: u32, error: &twilight_gateway::error::ReceiveMessageError) {
@@ -153,18 +184,22 @@ fn receive_error(shard: u32, error: &twilight_gateway::error::ReceiveMessageErro
 /// so a shard blocked on a full publisher still shuts down at once.
 async fn handle_text<Q: Queue>(
     shard: &mut Shard<Q>,
-    router: &mut ShardRouter,
+    reader: &mut Reader,
     ctx: &ShardContext,
     text: String,
-    shard_label: &str,
     stop: Option<&CancellationToken>,
 ) {
     let received_at = SystemTime::now();
     let session = shard.session().map(|s| (s.id().to_owned(), s.sequence()));
+    let Reader {
+        router,
+        label: shard_label,
+        received,
+    } = reader;
     let routed = router.route(text, session.as_ref().map(|s| s.0.as_str()), received_at);
     match routed {
         Ok(Routed::Publish(out)) => {
-            metrics::counter!(m::EVENTS_RECEIVED, "event_type" => out.event.clone()).increment(1);
+            counter_for(received, &out.event).increment(1);
             let (session_id, _) = session.as_ref().expect("routed with a session");
             let receipt = ctx.progress.begin(session_id, out.sequence);
             let publish = ctx.publisher.publish(out, receipt);

@@ -14,6 +14,6 @@ pub use connect::{ConnectOptions, auth_options, connect, connect_observed, serve
 pub use convert::{consumer_config, retention, storage, stream_config};
 pub use error::{TopologyError, TopologyErrorKind};
 pub use reconcile::{
-    Change, ReconcileOptions, ensure_stream, reconcile_consumer, reconcile_stream,
-    reconcile_streams,
+    Change, Drift, ReconcileOptions, consumer_drift, ensure_stream, reconcile_consumer,
+    reconcile_stream, reconcile_streams, stream_drift,
 };

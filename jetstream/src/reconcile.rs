@@ -141,44 +141,19 @@ async fn update_stream(
     existing: stream::Config,
     desired: stream::Config,
 ) -> Result<Change, TopologyError> {
-    if existing.storage != desired.storage || existing.retention != desired.retention {
-        return Err(TopologyError::immutable(
-            spec.name,
-            format!(
-                "storage {:?} -> {:?}, retention {:?} -> {:?}",
-                existing.storage, desired.storage, existing.retention, desired.retention
-            ),
-        ));
+    let drift = stream_drift(&existing, &desired);
+    let immutable: Vec<String> = drift
+        .iter()
+        .filter(|d| d.immutable)
+        .map(Drift::to_string)
+        .collect();
+    if !immutable.is_empty() {
+        return Err(TopologyError::immutable(spec.name, immutable.join(", ")));
     }
-    let mut changed = Vec::new();
-    let mut subjects_now = existing.subjects.clone();
-    let mut subjects_want = desired.subjects.clone();
-    subjects_now.sort();
-    subjects_want.sort();
-    if subjects_now != subjects_want {
-        changed.push(format!("subjects: {subjects_now:?} -> {subjects_want:?}"));
-    }
-    if existing.max_age != desired.max_age {
-        changed.push(format!(
-            "max_age: {:?} -> {:?}",
-            existing.max_age, desired.max_age
-        ));
-    }
-    if existing.duplicate_window != desired.duplicate_window {
-        changed.push(format!(
-            "duplicate_window: {:?} -> {:?}",
-            existing.duplicate_window, desired.duplicate_window
-        ));
-    }
-    if existing.num_replicas != desired.num_replicas {
-        changed.push(format!(
-            "num_replicas: {} -> {}",
-            existing.num_replicas, desired.num_replicas
-        ));
-    }
-    if changed.is_empty() {
+    if drift.is_empty() {
         return Ok(Change::Unchanged);
     }
+    let changed: Vec<String> = drift.iter().map(Drift::to_string).collect();
     // Keep whatever else an operator set (limits, placement, ...); change only ours.
     let update = stream::Config {
         subjects: desired.subjects,
@@ -192,6 +167,99 @@ async fn update_stream(
         .map_err(|e| TopologyError::request(spec.name, e))?;
     tracing::info!(stream = spec.name, changes = ?changed, "updated stream");
     Ok(Change::Updated(changed))
+}
+
+/// One declared setting in which a live stream or consumer differs from its
+/// declaration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// The setting (`max_age`, `subjects`, `ack_wait`, ...).
+    pub field: &'static str,
+    /// Its live value.
+    pub live: String,
+    /// Its declared value.
+    pub declared: String,
+    /// JetStream cannot change it in place (storage, retention): reconciling refuses
+    /// with [`Immutable`](crate::TopologyErrorKind::Immutable).
+    pub immutable: bool,
+}
+
+impl Drift {
+    fn new(field: &'static str, live: String, declared: String) -> Self {
+        Self {
+            field,
+            live,
+            declared,
+            immutable: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} -> {}", self.field, self.live, self.declared)
+    }
+}
+
+/// Every declared setting in which `live` differs from `desired` (both as
+/// [`stream_config`] builds them): what [`reconcile_stream`] would change, plus
+/// storage and retention, which it refuses to change. Settings Shardline does not
+/// declare (limits, placement, ...) are not compared.
+pub fn stream_drift(live: &stream::Config, desired: &stream::Config) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    if live.storage != desired.storage {
+        drift.push(Drift {
+            immutable: true,
+            ..Drift::new(
+                "storage",
+                format!("{:?}", live.storage),
+                format!("{:?}", desired.storage),
+            )
+        });
+    }
+    if live.retention != desired.retention {
+        drift.push(Drift {
+            immutable: true,
+            ..Drift::new(
+                "retention",
+                format!("{:?}", live.retention),
+                format!("{:?}", desired.retention),
+            )
+        });
+    }
+    let mut subjects_now = live.subjects.clone();
+    let mut subjects_want = desired.subjects.clone();
+    subjects_now.sort();
+    subjects_want.sort();
+    if subjects_now != subjects_want {
+        drift.push(Drift::new(
+            "subjects",
+            format!("{subjects_now:?}"),
+            format!("{subjects_want:?}"),
+        ));
+    }
+    if live.max_age != desired.max_age {
+        drift.push(Drift::new(
+            "max_age",
+            format!("{:?}", live.max_age),
+            format!("{:?}", desired.max_age),
+        ));
+    }
+    if live.duplicate_window != desired.duplicate_window {
+        drift.push(Drift::new(
+            "duplicate_window",
+            format!("{:?}", live.duplicate_window),
+            format!("{:?}", desired.duplicate_window),
+        ));
+    }
+    if live.num_replicas != desired.num_replicas {
+        drift.push(Drift::new(
+            "num_replicas",
+            live.num_replicas.to_string(),
+            desired.num_replicas.to_string(),
+        ));
+    }
+    drift
 }
 
 /// Makes one durable consumer match its declaration and logs what changed. Its
@@ -222,7 +290,10 @@ pub async fn reconcile_consumer(
         }
         Err(e) => return Err(TopologyError::request(spec.durable, e)),
     };
-    let changed = consumer_diff(&existing, &desired);
+    let changed: Vec<String> = consumer_drift(&existing, &desired)
+        .iter()
+        .map(Drift::to_string)
+        .collect();
     if changed.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -234,18 +305,23 @@ pub async fn reconcile_consumer(
     Ok(Change::Updated(changed))
 }
 
-fn consumer_diff(existing: &consumer::Config, desired: &pull::Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    if existing.ack_wait != desired.ack_wait {
-        changed.push(format!(
-            "ack_wait: {:?} -> {:?}",
-            existing.ack_wait, desired.ack_wait
+/// Every declared setting in which the live consumer differs from `desired` (as
+/// [`consumer_config`] builds it): ack wait, max ack pending, filters. What
+/// [`reconcile_consumer`] changes.
+pub fn consumer_drift(live: &consumer::Config, desired: &pull::Config) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    if live.ack_wait != desired.ack_wait {
+        drift.push(Drift::new(
+            "ack_wait",
+            format!("{:?}", live.ack_wait),
+            format!("{:?}", desired.ack_wait),
         ));
     }
-    if existing.max_ack_pending != desired.max_ack_pending {
-        changed.push(format!(
-            "max_ack_pending: {} -> {}",
-            existing.max_ack_pending, desired.max_ack_pending
+    if live.max_ack_pending != desired.max_ack_pending {
+        drift.push(Drift::new(
+            "max_ack_pending",
+            live.max_ack_pending.to_string(),
+            desired.max_ack_pending.to_string(),
         ));
     }
     let filters = |single: &str, many: &[String]| -> Vec<String> {
@@ -256,12 +332,16 @@ fn consumer_diff(existing: &consumer::Config, desired: &pull::Config) -> Vec<Str
         all.sort();
         all
     };
-    let now = filters(&existing.filter_subject, &existing.filter_subjects);
+    let now = filters(&live.filter_subject, &live.filter_subjects);
     let want = filters(&desired.filter_subject, &desired.filter_subjects);
     if now != want {
-        changed.push(format!("filter_subjects: {now:?} -> {want:?}"));
+        drift.push(Drift::new(
+            "filter_subjects",
+            format!("{now:?}"),
+            format!("{want:?}"),
+        ));
     }
-    changed
+    drift
 }
 
 fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {

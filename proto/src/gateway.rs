@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::shard_for_guild;
 
+mod state;
+
+pub use state::{GatewayStatus, STATUS_SUBJECT, ShardLive, StoredSession, Unusable};
+
 /// KV bucket of stored shard sessions, one key per shard ([`session_key`]), so a
 /// restarted gateway resumes instead of identifying.
 pub const SESSIONS_BUCKET: &str = "shardline-gateway-sessions";

@@ -72,7 +72,7 @@ pub(crate) async fn process(
             Ran::Done(Outcome::Success)
         }
         Dispatch::Undecodable(reason) => {
-            count(durable, "terminal", started);
+            count(settings, "terminal", started);
             let verdict = Verdict::DeadLetter(DeadKind::Undecodable, reason);
             finish(settings, js, &message, &headers, delivered, verdict).await;
             return;
@@ -90,15 +90,15 @@ pub(crate) async fn process(
             return;
         }
         Ran::Done(Outcome::Success) => {
-            count(durable, "success", started);
+            count(settings, "success", started);
             Verdict::Ack
         }
         Ran::Done(Outcome::Terminal { reason }) => {
-            count(durable, "terminal", started);
+            count(settings, "terminal", started);
             Verdict::DeadLetter(DeadKind::Terminal, reason)
         }
         Ran::Done(Outcome::Retry { delay }) => {
-            count(durable, "retry", started);
+            count(settings, "retry", started);
             if last {
                 let reason =
                     format!("handler asked to retry on delivery {delivered}, the last allowed");
@@ -108,7 +108,7 @@ pub(crate) async fn process(
             }
         }
         Ran::Panicked(panic) => {
-            count(durable, "retry", started);
+            count(settings, "retry", started);
             tracing::error!(consumer = durable, %subject, delivered, %panic, "handler panicked");
             if last {
                 let reason =
@@ -163,11 +163,10 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     format!("panicked: {text}")
 }
 
-fn count(durable: &'static str, status: &'static str, started: Instant) {
-    metrics::histogram!(m::PROCESSING_DURATION, "consumer" => durable)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(m::MESSAGES_PROCESSED, "consumer" => durable, "status" => status)
-        .increment(1);
+fn count(settings: &Settings, status: &'static str, started: Instant) {
+    if let Some(metrics) = &settings.metrics {
+        metrics.processed(status, started.elapsed().as_secs_f64());
+    }
 }
 
 async fn finish(

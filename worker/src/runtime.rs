@@ -59,6 +59,8 @@ pub(crate) struct Settings {
     pub(crate) max_deliver: i64,
     pub(crate) shutdown_grace: Duration,
     pub(crate) stream_replicas: usize,
+    /// Set when the worker runs (a recorder may be installed after `Worker::new`).
+    pub(crate) metrics: Option<m::ConsumerMetrics>,
 }
 
 /// A worker: one durable consumer and the handlers for its subjects.
@@ -78,6 +80,7 @@ impl Worker {
                 max_deliver: consumer.max_deliver.max(1),
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 stream_replicas: 1,
+                metrics: None,
             },
         }
     }
@@ -119,12 +122,14 @@ impl Worker {
         let replicas = self.settings.stream_replicas;
         let consumer = declare(&js, spec, replicas).await?;
         m::register(spec.durable);
+        let mut settings = self.settings;
+        settings.metrics = Some(m::ConsumerMetrics::new(spec.durable));
         let concurrency = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
         let stats = tokio::spawn(poll_stats(consumer.clone(), shutdown.clone()));
         let permits = Arc::new(Semaphore::new(concurrency));
         let tasks = TaskTracker::new();
         let abandon = CancellationToken::new();
-        let settings = Arc::new(self.settings);
+        let settings = Arc::new(settings);
         tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
         // Pull in bounded batches, one per round, each asking for as many messages as

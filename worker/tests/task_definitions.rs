@@ -194,7 +194,6 @@ fn from_help(binary: &str) -> Accepts {
     let path = match binary {
         "shardline-event-worker" => env!("CARGO_BIN_EXE_shardline-event-worker"),
         "shardline-command-worker" => env!("CARGO_BIN_EXE_shardline-command-worker"),
-        "shardline-deadletter" => env!("CARGO_BIN_EXE_shardline-deadletter"),
         other => panic!("no worker binary {other}"),
     };
     let output = Command::new(path).arg("--help").output().unwrap();
