@@ -13,6 +13,11 @@ locals {
         secrets = [aws_secretsmanager_secret.nats_user["gateway"].arn, local.discord_token_secret_arn]
         log     = "gateway"
       }
+      # The bot token for REST lives with the proxy only; workers have none.
+      rest = {
+        secrets = [aws_secretsmanager_secret.nats_user["rest"].arn, local.discord_token_secret_arn]
+        log     = "rest"
+      }
       interactions = {
         secrets = [aws_secretsmanager_secret.nats_user["interactions"].arn, local.discord_public_key_secret_arn]
         log     = "interactions"

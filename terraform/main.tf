@@ -1,5 +1,6 @@
 # Shardline on ECS (Fargate): a 3-node NATS JetStream cluster, the gateway split
-# over N tasks by shard range, and the workers scaling on consumer lag.
+# over N tasks by shard range, the workers scaling on consumer lag, and the Discord
+# REST proxy the workers send through.
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -20,7 +21,7 @@ locals {
   ]
 
   log_groups = merge(
-    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway", interactions = "/${var.name}/interactions" },
+    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway", rest = "/${var.name}/rest", interactions = "/${var.name}/interactions" },
     { for k, _ in var.workers : k => "/${var.name}/${k}" },
   )
 }
@@ -89,7 +90,7 @@ resource "aws_cloudwatch_log_group" "shardline" {
 
 resource "aws_service_discovery_private_dns_namespace" "shardline" {
   name        = var.service_discovery_namespace
-  description = "${var.name}: NATS nodes by name"
+  description = "${var.name}: NATS nodes and the REST proxy by name"
   vpc         = var.vpc_id
   tags        = var.tags
 }

@@ -23,8 +23,13 @@ output "worker_services" {
   value       = { for k, s in aws_ecs_service.worker : k => s.name }
 }
 
+output "rest_url" {
+  description = "The Discord REST proxy inside the VPC (DISCORD_API_URL of any client)."
+  value       = local.rest_url
+}
+
 output "services_security_group_id" {
-  description = "Security group of the gateway and worker tasks (the NATS clients)."
+  description = "Security group of the gateway, worker and REST proxy tasks (the NATS clients)."
   value       = aws_security_group.services.id
 }
 

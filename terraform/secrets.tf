@@ -5,7 +5,7 @@
 # that one.
 
 locals {
-  nats_users = toset(["gateway", "event-worker", "command-worker", "interactions", "operator", "system"])
+  nats_users = toset(["gateway", "event-worker", "command-worker", "rest", "interactions", "operator", "system"])
 }
 
 resource "random_password" "nats" {

@@ -39,6 +39,11 @@ variable "worker_image" {
   type        = string
 }
 
+variable "rest_image" {
+  description = "Image of the Discord REST proxy (docker/rest.Dockerfile), with its tag or digest."
+  type        = string
+}
+
 variable "nats_image" {
   description = "NATS server image. Keep the version the test suite runs (tools/requirements.txt: 2.15.1); an alpine variant (sh and wget are used)."
   type        = string
@@ -138,6 +143,35 @@ variable "gateway_memory" {
   default     = 1024
 }
 
+variable "rest_tasks" {
+  description = "Tasks of the Discord REST proxy: one sends, the others stand by (2 for availability)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.rest_tasks >= 1
+    error_message = "rest_tasks must be at least 1."
+  }
+}
+
+variable "rest_cpu" {
+  description = "CPU units of a REST proxy task."
+  type        = number
+  default     = 256
+}
+
+variable "rest_memory" {
+  description = "Memory (MiB) of a REST proxy task."
+  type        = number
+  default     = 512
+}
+
+variable "discord_global_limit" {
+  description = "The bot's global REST limit, requests per second (50 unless Discord raised it for the bot)."
+  type        = number
+  default     = 50
+}
+
 variable "nats_cpu" {
   description = "CPU units of a NATS node."
   type        = number
@@ -167,7 +201,7 @@ variable "nats_ephemeral_storage_gib" {
 }
 
 variable "metrics_scraper_security_group_ids" {
-  description = "Security groups of the metrics scraper (Prometheus): the only sources allowed to NATS monitoring (8222) and the services' /metrics (9100)."
+  description = "Security groups of the metrics scraper (Prometheus): the only sources allowed to NATS monitoring (8222), the services' /metrics (9100) and the REST proxy's (8080)."
   type        = list(string)
   default     = []
 }

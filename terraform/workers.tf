@@ -5,6 +5,14 @@
 # one when it has stayed low.
 
 locals {
+  # Variables only one worker binary reads. The command worker sends its Discord calls
+  # through the REST proxy, which holds the bot token.
+  worker_binary_env = {
+    "shardline-command-worker" = [
+      { name = "DISCORD_API_URL", value = local.rest_url },
+    ]
+  }
+
   # The collector's configuration: scrape /metrics, send nats_consumer_lag by consumer.
   collector_config = yamlencode({
     receivers = {
@@ -54,14 +62,17 @@ resource "aws_ecs_task_definition" "worker" {
       image     = var.worker_image
       essential = true
       command   = ["/usr/local/bin/${each.value.binary}"]
-      environment = [
-        { name = "NATS_URL", value = local.nats_url },
-        { name = "NATS_USER", value = each.value.nats_user },
-        { name = "STREAM_REPLICAS", value = "3" },
-        { name = "METRICS_ADDR", value = "0.0.0.0:${local.metrics_port}" },
-        { name = "SHUTDOWN_GRACE_SECS", value = "20" },
-        { name = "RUST_LOG", value = "info" },
-      ]
+      environment = concat(
+        [
+          { name = "NATS_URL", value = local.nats_url },
+          { name = "NATS_USER", value = each.value.nats_user },
+          { name = "STREAM_REPLICAS", value = "3" },
+          { name = "METRICS_ADDR", value = "0.0.0.0:${local.metrics_port}" },
+          { name = "SHUTDOWN_GRACE_SECS", value = "20" },
+          { name = "RUST_LOG", value = "info" },
+        ],
+        lookup(local.worker_binary_env, each.value.binary, []),
+      )
       secrets = [
         { name = "NATS_PASSWORD", valueFrom = aws_secretsmanager_secret.nats_user[each.value.nats_user].arn },
       ]

@@ -48,6 +48,8 @@ pub enum Scenario {
     Interaction,
     /// HTTP interactions: request -> first response, and PING throughput.
     Http,
+    /// The REST proxy: added latency and throughput.
+    Rest,
 }
 
 /// Benchmark settings; `--quick` shrinks every count for CI.
@@ -95,6 +97,15 @@ pub struct BenchArgs {
     /// Seconds of PING load on the interactions service.
     #[arg(long, default_value_t = 5.0)]
     pub ping_seconds: f64,
+    /// Sequential requests per path (direct, through the REST proxy) for latency.
+    #[arg(long, default_value_t = 5_000)]
+    pub rest_requests: usize,
+    /// Requests per path for the REST proxy's throughput.
+    #[arg(long, default_value_t = 50_000)]
+    pub rest_throughput_requests: usize,
+    /// Requests in flight for the REST proxy's throughput.
+    #[arg(long, default_value_t = 128)]
+    pub rest_concurrency: usize,
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -120,6 +131,9 @@ impl BenchArgs {
             a.http_rates = vec![200];
             a.http_seconds = 1.0;
             a.ping_seconds = 1.0;
+            a.rest_requests = 200;
+            a.rest_throughput_requests = 1_000;
+            a.rest_concurrency = 16;
         }
         if a.only.is_empty() {
             a.only = Scenario::value_variants().to_vec();
@@ -155,6 +169,9 @@ pub struct RoleArgs {
     /// The application's public key, hex (interactions role; `--url` is its address).
     #[arg(long, default_value = "")]
     pub public_key: String,
+    /// Where to listen (REST proxy role).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
 }
 
 /// The child roles.
@@ -170,6 +187,8 @@ pub enum RoleKind {
     Drain,
     /// Shardline's HTTP interactions service.
     Interactions,
+    /// The Discord REST proxy (upstream in `--url`).
+    RestProxy,
 }
 
 /// The simulator's bot token.
@@ -213,5 +232,6 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<()> {
         RoleKind::Interactions => {
             crate::http::service(&args.nats, &args.url, &args.public_key).await
         }
+        RoleKind::RestProxy => crate::rest::role(args.nats, args.url, args.listen).await,
     }
 }

@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod http;
 pub mod load;
 pub mod report;
+pub mod rest;
 pub mod roles;
 pub mod stats;
 pub mod throughput;

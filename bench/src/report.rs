@@ -67,6 +67,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         out.push_str(&http_table(&runs, &ping));
         json["http"] = json!({"runs": runs, "ping": ping});
     }
+    if args.only.contains(&Scenario::Rest) {
+        eprintln!(
+            "REST proxy: {} sequential requests, {} at {} in flight",
+            args.rest_requests, args.rest_throughput_requests, args.rest_concurrency
+        );
+        let run = crate::rest::measure(
+            &env,
+            args.rest_requests,
+            args.rest_throughput_requests,
+            args.rest_concurrency,
+        )
+        .await?;
+        out.push_str(&crate::rest::summarize(&run));
+        json["rest"] = serde_json::to_value(&run)?;
+    }
     println!("{out}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;

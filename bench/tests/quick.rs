@@ -17,6 +17,7 @@ fn quick_mode_runs_every_scenario() {
         "### End-to-end latency",
         "### Storm",
         "### Interaction deadline",
+        "### REST proxy",
         "### HTTP interactions",
     ] {
         assert!(stdout.contains(section), "{section} missing:\n{stdout}");

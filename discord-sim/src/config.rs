@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::rest::RestLimits;
+
 /// Configuration of a [`Simulator`](crate::Simulator).
 ///
 /// Build one with struct-update syntax so new fields keep old call sites compiling:
@@ -41,6 +43,8 @@ pub struct SimConfig {
     pub port: u16,
     /// How long each REST request takes to answer, drawn uniformly per request.
     pub rest_latency: RestLatency,
+    /// Discord's REST limits (and gateway op 8's), enforced and recorded.
+    pub rest_limits: RestLimits,
 }
 
 /// The time Discord's REST API takes to answer one request: uniform between `min` and
@@ -113,6 +117,7 @@ impl Default for SimConfig {
             record_sent: true,
             port: 0,
             rest_latency: RestLatency::DISCORD,
+            rest_limits: RestLimits::default(),
         }
     }
 }

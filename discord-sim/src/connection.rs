@@ -142,7 +142,8 @@ impl Conn {
             Some(2) => self.identify(&v["d"]),
             Some(6) => self.resume(ws, &v["d"]).await,
             Some(op @ (3 | 4 | 8)) => {
-                crate::commands::record(&self.shared, self.shard, op as u8, &v["d"]);
+                let session = self.session.as_deref();
+                crate::commands::record(&self.shared, session, self.shard, op as u8, &v["d"]);
                 Ok(())
             }
             _ => Err(End::ServerClose(4001)),

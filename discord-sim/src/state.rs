@@ -191,6 +191,14 @@ pub(crate) struct State {
     pub compressions: Vec<crate::compress::TransportCompression>,
     /// Gateway commands (op 3, 4, 8) clients sent, in order.
     pub commands: Vec<crate::commands::CommandRecord>,
+    /// Last accepted request for all members, per guild (op 8's 30 s limit).
+    pub member_requests: HashMap<u64, Instant>,
+    /// REST limit state.
+    pub rest: crate::rest::RestState,
+    pub rest_counts: crate::rest::RestCounts,
+    pub rest_records: Vec<crate::rest::RestRecord>,
+    pub messages: Vec<crate::rest::MessageRecord>,
+    pub role_changes: Vec<crate::rest::RoleChange>,
 }
 
 /// State shared by the server, connections and [`Simulator`](crate::Simulator) handles.

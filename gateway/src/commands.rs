@@ -12,10 +12,20 @@
 //! heartbeats, and never lets the 60 s window exceed 120. The gateway refuses a
 //! command with `rate_limited` when no permit is free instead of queueing it behind
 //! the limiter, so a flood from workers cannot grow memory.
+//!
+//! Discord also allows one request for all members of a guild (op 8, empty
+//! `query`, `limit` 0, no `user_ids`) per guild every 30 s ([`MembersLimit`]) and
+//! answers an excess with a `RATE_LIMITED` dispatch; the gateway refuses it first,
+//! with the time to retry. A guild belongs to one shard, so the shard's listener
+//! keeps the times.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
 
 use shardline_proto::gateway::{
-    COMMAND_OPCODES, CommandErrorKind, CommandReply, MAX_COMMAND_BYTES, ShardCommand,
-    command_subject,
+    COMMAND_OPCODES, CommandErrorKind, CommandReply, MAX_COMMAND_BYTES, MEMBERS_REQUEST_INTERVAL,
+    ShardCommand, command_subject,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +62,7 @@ pub async fn listen(
     let mut sub = client
         .queue_subscribe(command_subject(shard), QUEUE_GROUP.to_owned())
         .await?;
+    let mut members = MembersLimit::default();
     tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -62,7 +73,11 @@ pub async fn listen(
                 },
             };
             let reply = match check(&message.payload) {
-                Ok(json) => forward(&tx, shard, json).await,
+                Ok(json) => {
+                    members
+                        .send(shard, json, |json| forward(&tx, shard, json))
+                        .await
+                }
                 Err(kind) => CommandReply::refused(shard, kind, None),
             };
             count(&reply);
@@ -112,6 +127,58 @@ fn count(reply: &CommandReply) {
     metrics::counter!(m::SHARD_COMMANDS, "result" => result).increment(1);
 }
 
+/// Discord's limit on requests for all members of a guild: one per guild per
+/// [`MEMBERS_REQUEST_INTERVAL`].
+#[derive(Debug, Default)]
+pub struct MembersLimit {
+    last: HashMap<u64, Instant>,
+}
+
+impl MembersLimit {
+    /// Sends `json` with `send` unless it asks for all members of a guild asked for
+    /// less than 30 s ago (then refused with the time left); a sent one starts the
+    /// guild's 30 s.
+    pub async fn send<F, Fut>(&mut self, shard: u32, json: String, send: F) -> CommandReply
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = CommandReply>,
+    {
+        let Some(guild) = all_members_of(&json) else {
+            return send(json).await;
+        };
+        let now = Instant::now();
+        self.last
+            .retain(|_, at| now.duration_since(*at) < MEMBERS_REQUEST_INTERVAL);
+        if let Some(at) = self.last.get(&guild) {
+            let wait = MEMBERS_REQUEST_INTERVAL - now.duration_since(*at);
+            return CommandReply::refused(shard, CommandErrorKind::RateLimited, Some(wait));
+        }
+        let reply = send(json).await;
+        if reply.ok {
+            self.last.insert(guild, now);
+        }
+        reply
+    }
+}
+
+/// The guild of an op 8 that asks for all its members.
+fn all_members_of(json: &str) -> Option<u64> {
+    let command: ShardCommand = serde_json::from_str(json).ok()?;
+    let d = &command.d;
+    let all = command.op == 8
+        && d.get("query").and_then(|q| q.as_str()) == Some("")
+        && d.get("limit").and_then(|l| l.as_u64()) == Some(0)
+        && d.get("user_ids").is_none_or(|u| u.is_null());
+    if !all {
+        return None;
+    }
+    match d.get("guild_id")? {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
 /// Sends `json` on `shard` if it has a live session and a free command permit.
 pub fn send_on<Q: Queue>(shard: &Shard<Q>, json: String) -> CommandReply {
     let id = shard.id().number();
@@ -140,5 +207,20 @@ mod tests {
         assert_eq!(check(br#"{"op":2,"d":{}}"#), Err(CommandErrorKind::Invalid));
         let big = format!(r#"{{"op":3,"d":"{}"}}"#, "x".repeat(MAX_COMMAND_BYTES));
         assert_eq!(check(big.as_bytes()), Err(CommandErrorKind::Invalid));
+    }
+
+    #[test]
+    fn only_requests_for_all_members_are_held_to_30_s() {
+        assert_eq!(
+            all_members_of(r#"{"op":8,"d":{"guild_id":"42","query":"","limit":0}}"#),
+            Some(42)
+        );
+        for other in [
+            r#"{"op":8,"d":{"guild_id":"42","query":"ab","limit":10}}"#,
+            r#"{"op":8,"d":{"guild_id":"42","user_ids":["1"],"limit":0}}"#,
+            r#"{"op":3,"d":{"guild_id":"42","query":"","limit":0}}"#,
+        ] {
+            assert_eq!(all_members_of(other), None, "{other}");
+        }
     }
 }

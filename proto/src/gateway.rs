@@ -59,6 +59,11 @@ pub fn command_subject_for_guild(guild_id: u64, shard_total: u32) -> String {
 /// 8 request guild members.
 pub const COMMAND_OPCODES: [u8; 3] = [3, 4, 8];
 
+/// Discord allows one request for all members of a guild (op 8 with an empty
+/// `query` and `limit` 0) per guild this often, per bot; an excess gets a
+/// `RATE_LIMITED` dispatch ([`subject::RATE_LIMITED`](crate::subject::RATE_LIMITED)).
+pub const MEMBERS_REQUEST_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Discord's limit on an outgoing gateway payload, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
@@ -82,7 +87,9 @@ pub enum CommandErrorKind {
     Invalid,
     /// The shard has no live session right now (connecting, resuming); retry later.
     NotConnected,
-    /// The shard used its 120 commands per 60 s; retry after `retry_after_ms`.
+    /// The shard used its 120 commands per 60 s, or the guild's members were all
+    /// requested less than [`MEMBERS_REQUEST_INTERVAL`] ago; retry after
+    /// `retry_after_ms`.
     RateLimited,
     /// The gateway is shutting down.
     ShuttingDown,

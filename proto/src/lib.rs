@@ -8,6 +8,7 @@ pub mod headers;
 pub mod interaction;
 pub mod kv;
 pub mod payload;
+pub mod rest;
 pub mod subject;
 pub mod topology;
 

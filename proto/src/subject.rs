@@ -21,6 +21,11 @@ pub const MEMBER_LEAVE: &str = "events.member.leave";
 /// `GUILD_MEMBER_UPDATE`.
 pub const MEMBER_UPDATE: &str = "events.member.update";
 
+/// `RATE_LIMITED`: Discord refused a gateway command (request guild members) and
+/// says when to retry. Published by the generic rule like any other event; named
+/// here so workers can subscribe without spelling the subject.
+pub const RATE_LIMITED: &str = "events.rate.limited";
+
 /// Prefix of every non-interaction event subject.
 pub const EVENTS_PREFIX: &str = "events.";
 /// Prefix of every dead letter's subject.
@@ -188,6 +193,7 @@ mod tests {
         );
         assert_eq!(subject("MESSAGE_CREATE", None), "events.message.create");
         assert_eq!(subject("SOME_EVENT_2030", None), "events.some.event.2030");
+        assert_eq!(subject("RATE_LIMITED", None), RATE_LIMITED);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 mod outcome;
 mod process;
+pub mod rest_refusal;
 mod runtime;
 pub mod store;
 

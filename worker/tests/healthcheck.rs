@@ -4,10 +4,15 @@
 use std::process::Command;
 
 fn healthcheck(metrics_addr: Option<&str>) -> bool {
+    healthcheck_with("METRICS_ADDR", metrics_addr)
+}
+
+/// With `addr` in `variable` (METRICS_ADDR, or the REST proxy's REST_LISTEN).
+fn healthcheck_with(variable: &str, addr: Option<&str>) -> bool {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shardline-healthcheck"));
-    command.env_remove("METRICS_ADDR");
-    if let Some(addr) = metrics_addr {
-        command.env("METRICS_ADDR", addr);
+    command.env_remove("METRICS_ADDR").env_remove("REST_LISTEN");
+    if let Some(addr) = addr {
+        command.env(variable, addr);
     }
     command.status().unwrap().success()
 }
@@ -22,8 +27,15 @@ async fn healthy_only_when_healthz_answers_200() {
         .await
         .unwrap();
     let served = format!("0.0.0.0:{}", addr.port());
+    let proxy = served.clone();
     assert!(
         tokio::task::spawn_blocking(move || healthcheck(Some(&served)))
+            .await
+            .unwrap()
+    );
+    // The REST proxy serves /healthz on REST_LISTEN.
+    assert!(
+        tokio::task::spawn_blocking(move || healthcheck_with("REST_LISTEN", Some(&proxy)))
             .await
             .unwrap()
     );

@@ -3,7 +3,8 @@
 //! Dockerfiles install, its flags exist, and every environment variable and secret it
 //! sets is one the binary reads (clap's `env` names, or a secret read from the
 //! environment only). A renamed flag or variable fails here. The NATS containers set
-//! every variable the shipped nats.conf reads.
+//! every variable the shipped nats.conf reads. The bot token is a secret of the
+//! gateway and the REST proxy only, and the command worker sends through the proxy.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -227,6 +228,11 @@ fn accepts(binary: &str) -> Accepts {
             a
         }
         "shardline-interactions" => from_clap(&shardline_interactions::Config::command()),
+        "shardline-rest" => {
+            let mut a = from_clap(&shardline_rest::Config::command());
+            a.env.insert(shardline_rest::DISCORD_TOKEN_ENV.to_owned());
+            a
+        }
         worker => from_help(worker),
     };
     accepts.env.extend(
@@ -278,6 +284,7 @@ fn dockerfiles() -> String {
     [
         "gateway.Dockerfile",
         "worker.Dockerfile",
+        "rest.Dockerfile",
         "interactions.Dockerfile",
     ]
     .iter()
@@ -298,8 +305,8 @@ fn task_definitions_match_the_binaries() {
         .collect();
     assert_eq!(
         binaries,
-        BTreeSet::from(["shardline-gateway", "shardline-interactions"]),
-        "workers take their binary from var.workers; the gateway and the interactions service are literal"
+        BTreeSet::from(["shardline-gateway", "shardline-rest", "shardline-interactions"]),
+        "workers take their binary from var.workers; the gateway, the proxy and the interactions service are literal"
     );
     assert!(installed("/usr/local/bin/shardline-healthcheck"));
     for container in &shardline {
@@ -313,8 +320,13 @@ fn task_definitions_match_the_binaries() {
             container.health[1..],
             ["/usr/local/bin/shardline-healthcheck"]
         );
+        // The healthcheck asks /healthz on one of these.
+        assert!(
+            container.env.contains("METRICS_ADDR") || container.env.contains("REST_LISTEN"),
+            "{container:?}"
+        );
         let needed: &[&str] = match container.command[0].rsplit('/').next() {
-            Some("shardline-gateway") => &["DISCORD_TOKEN"],
+            Some("shardline-gateway" | "shardline-rest") => &["DISCORD_TOKEN"],
             _ => &["DISCORD_PUBLIC_KEY", "LISTEN_ADDR", "METRICS_ADDR"],
         };
         for needed in ["NATS_URL", "NATS_USER", "NATS_PASSWORD", "STREAM_REPLICAS"]
@@ -437,4 +449,62 @@ fn nats_containers_set_what_the_shipped_config_reads() {
         );
     }
     assert!(nats.env.contains("NATS_CONFIG"));
+}
+
+/// The expression of `locals { name = ... }` in `file` (under terraform/).
+fn local_value(file: &str, name: &str) -> Expression {
+    let text = std::fs::read_to_string(terraform_dir().join(file)).unwrap();
+    let body: Body = hcl::parse(&text).unwrap();
+    body.blocks()
+        .filter(|b| b.identifier() == "locals")
+        .flat_map(|b| b.body().attributes())
+        .find(|a| a.key() == name)
+        .map(|a| a.expr().clone())
+        .unwrap_or_else(|| panic!("{file} has no local {name}"))
+}
+
+/// Variables only one worker binary gets (`local.worker_binary_env` in workers.tf)
+/// are read by that binary; the command worker sends through the REST proxy; no
+/// worker holds the bot token, the proxy does.
+#[test]
+fn the_bot_token_is_the_proxys_and_the_command_worker_sends_through_it() {
+    let Expression::Object(by_binary) = local_value("workers.tf", "worker_binary_env") else {
+        panic!("worker_binary_env is a map");
+    };
+    for (binary, list) in &by_binary {
+        let binary = key_name(binary).expect("a binary name");
+        let mut env = BTreeSet::new();
+        names(list, &mut env);
+        let container = Container {
+            file: "workers.tf".to_owned(),
+            command: vec![format!("/usr/local/bin/{binary}")],
+            health: Vec::new(),
+            env,
+        };
+        assert_eq!(problems(&container), Vec::<String>::new(), "{binary}");
+    }
+    let workers = std::fs::read_to_string(terraform_dir().join("workers.tf")).unwrap();
+    assert!(workers.contains(r#"{ name = "DISCORD_API_URL", value = local.rest_url }"#));
+    let rest = std::fs::read_to_string(terraform_dir().join("rest.tf")).unwrap();
+    assert!(rest.contains(
+        r#"rest_url  = "http://rest.${var.service_discovery_namespace}:${local.rest_port}""#
+    ));
+    let all = containers();
+    let worker = all
+        .iter()
+        .find(|c| c.file.ends_with("workers.tf") && c.env.contains("NATS_URL"))
+        .expect("the worker container");
+    assert!(
+        !worker.env.contains("DISCORD_TOKEN"),
+        "workers hold no bot token"
+    );
+    let proxy = all
+        .iter()
+        .find(|c| {
+            c.command
+                .first()
+                .is_some_and(|c| c.ends_with("/shardline-rest"))
+        })
+        .expect("the REST proxy container");
+    assert!(proxy.env.contains("DISCORD_TOKEN") && proxy.env.contains("REST_LISTEN"));
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use shardline_discord_sim::{
-    HttpInteractions, HttpTrafficArgs, Mix, Pacer, RestLatency, SimConfig, Simulator,
+    HttpInteractions, HttpTrafficArgs, Mix, Pacer, RestLatency, RestLimits, SimConfig, Simulator,
     play_http_forever, sample,
 };
 use tracing_subscriber::EnvFilter;
@@ -47,6 +47,17 @@ struct Args {
     /// Discord from a cloud region).
     #[arg(long, env = "SIM_REST_LATENCY_MS", default_value = "50-150")]
     rest_latency_ms: RestLatency,
+    /// REST requests per second per bot token (Discord's global limit).
+    #[arg(long, env = "SIM_GLOBAL_LIMIT", default_value_t = 50)]
+    global_limit: u32,
+    /// Invalid requests (401, 403, non-shared 429) per 10 minutes before the
+    /// simulated Cloudflare ban.
+    #[arg(long, env = "SIM_INVALID_LIMIT", default_value_t = 10_000)]
+    invalid_limit: u32,
+    /// Channel ids where every request answers 403 (Missing Permissions), comma
+    /// separated.
+    #[arg(long, env = "SIM_FORBIDDEN_CHANNELS", value_delimiter = ',')]
+    forbidden_channels: Vec<u64>,
     /// HTTP interactions sent to an Interactions Endpoint URL.
     #[command(flatten)]
     http: HttpTrafficArgs,
@@ -74,6 +85,12 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
         replay_overlap: args.replay_overlap,
         rest_latency: args.rest_latency_ms,
+        rest_limits: RestLimits {
+            global_per_second: args.global_limit,
+            invalid_limit: args.invalid_limit,
+            forbidden_channels: args.forbidden_channels,
+            ..RestLimits::default()
+        },
         ..SimConfig::default()
     };
     let sim = Simulator::bind(args.listen, config).await?;

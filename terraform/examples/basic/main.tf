@@ -33,7 +33,7 @@ variable "private_subnet_ids" {
 }
 
 variable "image_tag" {
-  description = "Tag of the gateway and worker images in ECR."
+  description = "Tag of the gateway, worker and REST proxy images in ECR."
   type        = string
   default     = "0.1.0"
 }
@@ -63,6 +63,7 @@ module "shardline" {
   private_subnet_ids = var.private_subnet_ids
   gateway_image      = "${data.aws_caller_identity.current.account_id}.dkr.ecr.${var.region}.amazonaws.com/shardline-gateway:${var.image_tag}"
   worker_image       = "${data.aws_caller_identity.current.account_id}.dkr.ecr.${var.region}.amazonaws.com/shardline-worker:${var.image_tag}"
+  rest_image         = "${data.aws_caller_identity.current.account_id}.dkr.ecr.${var.region}.amazonaws.com/shardline-rest:${var.image_tag}"
 
   shard_total   = 16
   gateway_tasks = 4

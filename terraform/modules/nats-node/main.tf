@@ -54,6 +54,7 @@ locals {
     NATS_GATEWAY_PASSWORD        = "gateway"
     NATS_EVENT_WORKER_PASSWORD   = "event-worker"
     NATS_COMMAND_WORKER_PASSWORD = "command-worker"
+    NATS_REST_PASSWORD           = "rest"
     NATS_INTERACTIONS_PASSWORD   = "interactions"
     NATS_OPERATOR_PASSWORD       = "operator"
     NATS_SYSTEM_PASSWORD         = "system"

@@ -1,6 +1,7 @@
-//! `shardline-healthcheck`: the container healthcheck of the gateway and worker
-//! images (which have no shell or curl). Asks `GET /healthz` on the port of
-//! `METRICS_ADDR` over loopback and exits 0 on a 200, 1 otherwise.
+//! `shardline-healthcheck`: the container healthcheck of the gateway, worker and REST
+//! proxy images (which have no shell or curl). Asks `GET /healthz` on the port of
+//! `METRICS_ADDR` (or, for the proxy, `REST_LISTEN`) over loopback and exits 0 on a
+//! 200, 1 otherwise.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,10 +19,14 @@ fn main() -> ExitCode {
 }
 
 fn check() -> Result<(), String> {
-    let addr: SocketAddr = std::env::var("METRICS_ADDR")
-        .map_err(|_| "METRICS_ADDR is not set; /healthz is not served".to_owned())?
-        .parse()
-        .map_err(|e| format!("METRICS_ADDR: {e}"))?;
+    // The REST proxy serves /healthz on its own port (REST_LISTEN).
+    let (name, value) = ["METRICS_ADDR", "REST_LISTEN"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|v| (name, v)))
+        .ok_or_else(|| {
+            "neither METRICS_ADDR nor REST_LISTEN is set; /healthz is not served".to_owned()
+        })?;
+    let addr: SocketAddr = value.parse().map_err(|e| format!("{name}: {e}"))?;
     // The server may listen on 0.0.0.0: ask it on loopback.
     let target = SocketAddr::from(([127, 0, 0, 1], addr.port()));
     let timeout = Duration::from_secs(3);

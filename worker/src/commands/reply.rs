@@ -102,7 +102,8 @@ impl InteractionHandler {
                     )),
                     Err(e) => {
                         tracing::warn!(interaction = %interaction.id, command = name, error = %e, "editing the response failed; retrying");
-                        Outcome::retry()
+                        // The REST proxy says when its limit has room: retry then.
+                        crate::rest_refusal::outcome(&e).unwrap_or_else(Outcome::retry)
                     }
                 }
             }

@@ -1,4 +1,15 @@
-//! HTTP side: the gateway upgrade at `/` and the few REST endpoints a bot uses.
+//! HTTP side: the gateway upgrade at `/` and the REST endpoints a bot uses, behind
+//! Discord's REST limits ([`limits`]) and its response time.
+
+mod limits;
+mod records;
+mod routes;
+
+pub(crate) use limits::RestState;
+pub use limits::{BucketSpec, RestFault, RestLimits, Violation};
+pub(crate) use records::RestCounts;
+pub use records::{RestRecord, busiest_second, busiest_window};
+pub use routes::{MessageRecord, RoleChange};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +20,7 @@ use axum::extract::{Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +28,7 @@ use crate::compress::TransportCompression;
 use crate::state::{CallbackRecord, Shared};
 
 #[derive(Clone)]
-struct App {
+pub(crate) struct App {
     shared: Arc<Shared>,
     cancel: CancellationToken,
 }
@@ -36,6 +47,19 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
             "/api/v10/webhooks/{app}/{token}/messages/{message}",
             patch(edit_message),
         )
+        .route(
+            "/api/v10/channels/{channel}/messages",
+            post(routes::create_message),
+        )
+        .route(
+            "/api/v10/guilds/{guild}/members/{user}/roles/{role}",
+            put(routes::member_role).delete(routes::member_role),
+        )
+        .fallback(|| async { routes::not_found() })
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            records::enforce,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), latency));
     Router::new()
         .route("/", get(gateway))
@@ -177,7 +201,7 @@ async fn reconnect(State(app): State<App>, Path(shard): Path<u32>) -> StatusCode
 }
 
 /// A minimal message that twilight-model's `Message` deserializes.
-fn message_json(body: &str) -> serde_json::Value {
+pub(crate) fn message_json(body: &str) -> serde_json::Value {
     let content = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("content").cloned())
@@ -223,7 +247,8 @@ async fn edit_message(
 }
 
 async fn stats(State(app): State<App>) -> Response {
-    let st = app.shared.lock();
+    let mut st = app.shared.lock();
+    let invalid = st.rest.invalid_in_window(&app.shared.config.rest_limits);
     let live = st.sessions.values().filter(|s| s.conn.is_some()).count();
     axum::Json(json!({
         "dispatches": st.sent_count,
@@ -233,6 +258,10 @@ async fn stats(State(app): State<App>) -> Response {
         "callbacks": st.callbacks.len(),
         "sessions": st.sessions.len(),
         "live_sessions": live,
+        "rest_requests": st.rest_counts.requests,
+        "rest_violations": st.rest_counts.violations,
+        "rest_invalid_requests": invalid,
+        "rest_banned": st.rest.banned(),
     }))
     .into_response()
 }
