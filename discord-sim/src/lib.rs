@@ -42,12 +42,13 @@ pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
-pub use rest::{
-    BucketSpec, MessageRecord, RestFault, RestLimits, RestRecord, RoleChange, Violation,
-    busiest_second, busiest_window,
 pub use http_interactions::{HttpInteractions, HttpRecord, Signing, Verdict};
 pub use http_traffic::{
     HttpInteraction, HttpPlan, HttpTrafficArgs, play_forever as play_http_forever,
+};
+pub use rest::{
+    BucketSpec, MessageRecord, RestFault, RestLimits, RestRecord, RoleChange, Violation,
+    busiest_second, busiest_window,
 };
 pub use sim::{BACKPRESSURE_FRAMES, Simulator};
 pub use state::{CallbackRecord, IdentifyRecord, ResumeRecord, Sent, SimEvent};

@@ -15,7 +15,7 @@ pub fn shipped_nats_config() -> PathBuf {
 }
 
 /// The users of the shipped configuration and the variable holding each password.
-pub const USERS: [(&str, &str); 6] = [
+pub const USERS: [(&str, &str); 7] = [
     ("gateway", "NATS_GATEWAY_PASSWORD"),
     ("event-worker", "NATS_EVENT_WORKER_PASSWORD"),
     ("command-worker", "NATS_COMMAND_WORKER_PASSWORD"),
@@ -26,7 +26,7 @@ pub const USERS: [(&str, &str); 6] = [
 ];
 
 /// Every variable the shipped configuration reads (Terraform must set each one).
-pub const CONFIG_ENV: [&str; 13] = [
+pub const CONFIG_ENV: [&str; 14] = [
     "NATS_SERVER_NAME",
     "NATS_LISTEN",
     "NATS_HTTP_LISTEN",

@@ -305,7 +305,11 @@ fn task_definitions_match_the_binaries() {
         .collect();
     assert_eq!(
         binaries,
-        BTreeSet::from(["shardline-gateway", "shardline-rest", "shardline-interactions"]),
+        BTreeSet::from([
+            "shardline-gateway",
+            "shardline-rest",
+            "shardline-interactions"
+        ]),
         "workers take their binary from var.workers; the gateway, the proxy and the interactions service are literal"
     );
     assert!(installed("/usr/local/bin/shardline-healthcheck"));
