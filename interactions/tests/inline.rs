@@ -142,7 +142,10 @@ async fn every_interaction_gets_one_first_response_in_time() {
     }
     let mut seen = HashSet::new();
     while seen.len() < N as usize {
-        let (subject, id) = ids_rx.recv().await.unwrap();
+        let next = tokio::time::timeout(PATIENCE, ids_rx.recv()).await;
+        let Ok(Some((subject, id))) = next else {
+            panic!("{} of {N} publications seen", seen.len());
+        };
         assert_eq!(subject, subject::COMMANDS_INTERACTION);
         seen.insert(id.expect("every message has a Nats-Msg-Id"));
     }
