@@ -21,6 +21,10 @@ locals {
         log     = "rest"
         kms     = []
       }
+      interactions = {
+        secrets = [aws_secretsmanager_secret.nats_user["interactions"].arn, local.discord_public_key_secret_arn]
+        log     = "interactions"
+      }
     },
     { for k, w in var.workers : k => {
       secrets = [aws_secretsmanager_secret.nats_user[w.nats_user].arn, var.database_url_secret_arn]

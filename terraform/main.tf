@@ -21,7 +21,7 @@ locals {
   ]
 
   log_groups = merge(
-    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway", rest = "/${var.name}/rest" },
+    { nats = "/${var.name}/nats", gateway = "/${var.name}/gateway", rest = "/${var.name}/rest", interactions = "/${var.name}/interactions" },
     { for k, _ in var.workers : k => "/${var.name}/${k}" },
   )
 }

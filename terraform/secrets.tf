@@ -7,7 +7,7 @@
 locals {
   nats_users = toset([
     "gateway", "event-worker", "command-worker", "eligibility-worker", "sync-worker", "rest",
-    "operator", "system",
+    "interactions", "operator", "system",
   ])
 }
 

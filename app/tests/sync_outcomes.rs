@@ -91,7 +91,7 @@ async fn forbidden_gone_and_refused_role_changes() {
         1,
         "the refused sync is dead-lettered"
     );
-    let mut dead = stack.js.get_stream("DEAD_LETTER").await.unwrap();
+    let dead = stack.js.get_stream("DEAD_LETTER").await.unwrap();
     let letter = dead.get_raw_message(1).await.unwrap();
     let reason = letter
         .headers

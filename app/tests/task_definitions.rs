@@ -238,6 +238,7 @@ fn accepts(binary: &str) -> Accepts {
                 .insert(shardline_gateway::DISCORD_TOKEN_ENV.to_owned());
             a
         }
+        "shardline-interactions" => from_clap(&shardline_interactions::Config::command()),
         "shardline-rest" => {
             let mut a = from_clap(&shardline_rest::Config::command());
             a.env.insert(shardline_rest::DISCORD_TOKEN_ENV.to_owned());
@@ -296,10 +297,15 @@ fn installed(path: &str) -> bool {
 
 fn dockerfiles() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
-    ["gateway.Dockerfile", "worker.Dockerfile", "rest.Dockerfile"]
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-        .collect()
+    [
+        "gateway.Dockerfile",
+        "worker.Dockerfile",
+        "rest.Dockerfile",
+        "interactions.Dockerfile",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    .collect()
 }
 
 #[test]
@@ -315,8 +321,12 @@ fn task_definitions_match_the_binaries() {
         .collect();
     assert_eq!(
         binaries,
-        BTreeSet::from(["shardline-gateway", "shardline-rest"]),
-        "workers take their binary from var.workers; the gateway and the proxy are literal"
+        BTreeSet::from([
+            "shardline-gateway",
+            "shardline-rest",
+            "shardline-interactions"
+        ]),
+        "workers take their binary from var.workers; the gateway, the proxy and the interactions service are literal"
     );
     assert!(installed("/usr/local/bin/shardline-healthcheck"));
     for container in &shardline {
@@ -335,19 +345,48 @@ fn task_definitions_match_the_binaries() {
             container.env.contains("METRICS_ADDR") || container.env.contains("REST_LISTEN"),
             "{container:?}"
         );
-        for needed in [
-            "NATS_URL",
-            "NATS_USER",
-            "NATS_PASSWORD",
-            "DISCORD_TOKEN",
-            "STREAM_REPLICAS",
-        ] {
+        let needed: &[&str] = match container.command[0].rsplit('/').next() {
+            Some("shardline-gateway" | "shardline-rest") => &["DISCORD_TOKEN"],
+            _ => &["DISCORD_PUBLIC_KEY", "LISTEN_ADDR", "METRICS_ADDR"],
+        };
+        for needed in ["NATS_URL", "NATS_USER", "NATS_PASSWORD", "STREAM_REPLICAS"]
+            .iter()
+            .chain(needed)
+        {
             assert!(
-                container.env.contains(needed),
-                "{container:?} sets {needed}"
+                container.env.contains(*needed),
+                "{} sets {needed}",
+                container.command[0]
             );
         }
     }
+}
+
+/// The interactions service sits behind an ALB: the ALB must close an idle
+/// connection before the task does (a task closing one the ALB is reusing is a 502),
+/// so the service's header read timeout (also its keep-alive idle time) must exceed
+/// the ALB's idle timeout.
+#[test]
+fn the_load_balancer_closes_idle_connections_before_the_task() {
+    let tf = std::fs::read_to_string(terraform_dir().join("interactions.tf")).unwrap();
+    let number_after = |marker: &str| -> u64 {
+        let rest = &tf[tf
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in interactions.tf"))
+            + marker.len()..];
+        let digits: String = rest
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let alb_idle_secs = number_after("idle_timeout =");
+    let header_timeout_ms = number_after(r#""HEADER_READ_TIMEOUT_MS", value = ""#);
+    assert!(
+        header_timeout_ms > alb_idle_secs * 1000,
+        "HEADER_READ_TIMEOUT_MS {header_timeout_ms} must exceed the ALB's idle timeout {alb_idle_secs} s"
+    );
 }
 
 /// The worker containers' command is `/usr/local/bin/${each.value.binary}`: check the

@@ -46,6 +46,8 @@ pub enum Scenario {
     Storm,
     /// Interaction deadline: read -> deferred response at the simulator.
     Interaction,
+    /// HTTP interactions: request -> first response, and PING throughput.
+    Http,
     /// The REST proxy: added latency and throughput.
     Rest,
 }
@@ -86,6 +88,15 @@ pub struct BenchArgs {
     /// Seconds of the interaction deadline scenario.
     #[arg(long, default_value_t = 10.0)]
     pub interaction_seconds: f64,
+    /// Open-loop rates of HTTP interactions, interactions/s.
+    #[arg(long, value_delimiter = ',', default_value = "200,2000")]
+    pub http_rates: Vec<u32>,
+    /// Seconds per HTTP interactions rate.
+    #[arg(long, default_value_t = 5.0)]
+    pub http_seconds: f64,
+    /// Seconds of PING load on the interactions service.
+    #[arg(long, default_value_t = 5.0)]
+    pub ping_seconds: f64,
     /// Sequential requests per path (direct, through the REST proxy) for latency.
     #[arg(long, default_value_t = 5_000)]
     pub rest_requests: usize,
@@ -117,6 +128,9 @@ impl BenchArgs {
             a.storm_seconds = 1.0;
             a.interaction_rate = 500;
             a.interaction_seconds = 1.0;
+            a.http_rates = vec![200];
+            a.http_seconds = 1.0;
+            a.ping_seconds = 1.0;
             a.rest_requests = 200;
             a.rest_throughput_requests = 1_000;
             a.rest_concurrency = 16;
@@ -152,6 +166,9 @@ pub struct RoleArgs {
     /// Simulator REST base to defer interactions through (worker role).
     #[arg(long)]
     pub defer_via: Option<String>,
+    /// The application's public key, hex (interactions role; `--url` is its address).
+    #[arg(long, default_value = "")]
+    pub public_key: String,
     /// Where to listen (REST proxy role).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
@@ -168,6 +185,8 @@ pub enum RoleKind {
     Baseline,
     /// Baseline no-op drain.
     Drain,
+    /// Shardline's HTTP interactions service.
+    Interactions,
     /// The Discord REST proxy (upstream in `--url`).
     RestProxy,
 }
@@ -210,6 +229,9 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<()> {
         }
         RoleKind::Worker => roles::worker(consumer).await,
         RoleKind::Drain => roles::drain(consumer).await,
+        RoleKind::Interactions => {
+            crate::http::service(&args.nats, &args.url, &args.public_key).await
+        }
         RoleKind::RestProxy => crate::rest::role(args.nats, args.url, args.listen).await,
     }
 }

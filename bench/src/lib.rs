@@ -7,6 +7,7 @@ pub mod cli;
 pub mod decompress;
 pub mod env;
 pub mod fixture;
+pub mod http;
 pub mod load;
 pub mod report;
 pub mod rest;

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::cli::{BenchArgs, Scenario};
 use crate::env::Env;
+use crate::http::{self, HttpRun, PingRun};
 use crate::load::{self, LatencyRun, StormRun};
 use crate::{compression, fixture, throughput};
 
@@ -58,6 +59,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             run.latency.max_us / 1e3,
         );
         json["interaction"] = serde_json::to_value(&run)?;
+    }
+    if args.only.contains(&Scenario::Http) {
+        eprintln!("HTTP interactions at {:?}/s", args.http_rates);
+        let (runs, ping) =
+            http::measure(&env, &args.http_rates, args.http_seconds, args.ping_seconds).await?;
+        out.push_str(&http_table(&runs, &ping));
+        json["http"] = json!({"runs": runs, "ping": ping});
     }
     if args.only.contains(&Scenario::Rest) {
         eprintln!(
@@ -174,5 +182,46 @@ fn storm_table(runs: &[StormRun], seconds: f64) -> String {
             r.latency.p99_us / 1e3
         );
     }
+    out
+}
+
+fn http_table(runs: &[HttpRun], ping: &PingRun) -> String {
+    let mut out = String::from(
+        "\n### HTTP interactions: request -> first response, `/ping` answered at once\n\n\
+         The simulator signs and sends; timed from sending the request to reading the whole \
+         answer (service and real command worker in their own processes; goal p99 < 25 ms).\n\n\
+         | rate/s | interactions | inline | deferred | failed | p50 ms | p99 ms | max ms |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            r.rate,
+            r.interactions,
+            r.inline,
+            r.deferred,
+            r.failed,
+            r.latency.p50_us / 1e3,
+            r.latency.p99_us / 1e3,
+            r.latency.max_us / 1e3
+        );
+    }
+    let per_cpu = if ping.service_cpu_seconds > 0.0 {
+        ping.pings as f64 / ping.service_cpu_seconds
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "\nPING throughput of one service process: {} in {:.0} s over {} connections = {:.0}/s \
+         (goal >= 5,000/s); the service used {:.2} CPU-seconds, {:.0} PINGs per CPU-second",
+        ping.pings,
+        ping.seconds,
+        ping.connections,
+        ping.per_second,
+        ping.service_cpu_seconds,
+        per_cpu
+    );
     out
 }

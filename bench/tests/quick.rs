@@ -18,9 +18,11 @@ fn quick_mode_runs_every_scenario() {
         "### Storm",
         "### Interaction deadline",
         "### REST proxy",
+        "### HTTP interactions",
     ] {
         assert!(stdout.contains(section), "{section} missing:\n{stdout}");
     }
+    assert!(stdout.contains("PING throughput"), "{stdout}");
     // R and B both ran and reported a ratio.
     assert!(stdout.contains("R/B = "), "{stdout}");
 }

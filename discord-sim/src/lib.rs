@@ -31,6 +31,8 @@ mod compress;
 mod config;
 mod connection;
 pub mod fixtures;
+pub mod http_interactions;
+mod http_traffic;
 mod members;
 mod rest;
 mod sim;
@@ -41,6 +43,10 @@ pub use commands::CommandRecord;
 pub use compress::TransportCompression;
 pub use config::{RestLatency, SimConfig, shard_for_guild, synthetic_guild};
 pub use fixtures::{FUTURE_EVENT, sample};
+pub use http_interactions::{HttpInteractions, HttpRecord, Signing, Verdict};
+pub use http_traffic::{
+    HttpInteraction, HttpPlan, HttpTrafficArgs, play_forever as play_http_forever,
+};
 pub use rest::{
     BucketSpec, MessageRecord, RestFault, RestLimits, RestRecord, RoleChange, Violation,
     busiest_second, busiest_window,

@@ -147,9 +147,9 @@ pub struct Config {
 
     /// Seconds a stored session stays resumable. After a longer outage the shard
     /// identifies fresh (events in the gap are skipped, with a warning) instead of
-    /// replaying a backlog. The default is the shortest duplicate window of the
-    /// streams (COMMANDS, 60 s): a replay is only guaranteed to be de-duplicated
-    /// inside it. 0 never resumes across restarts.
+    /// replaying a backlog. The default is no longer than the duplicate window of
+    /// any stream the gateway publishes to (120 s): a replay is only guaranteed to
+    /// be de-duplicated inside it. 0 never resumes across restarts.
     #[arg(long, env = "SESSION_MAX_AGE", default_value_t = 60)]
     pub session_max_age_secs: u64,
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::GatewayProcess;
-use common::{Harness, assert_exactly_once, published_messages, sim_config};
+use common::{Harness, PATIENCE, assert_exactly_once, published_messages, sim_config};
 use shardline_discord_sim::{SimConfig, SimEvent, Simulator};
 use shardline_gateway::ErrorKind;
 use shardline_testkit::{NatsServer, init_tracing};
@@ -77,15 +77,20 @@ async fn session_ending_codes_identify_again_within_the_rate_limit() {
     sim.close(1, 4009);
     sim.invalidate_session(2, false);
     let mut identified = Vec::new();
-    while identified.len() < 3 {
-        if let SimEvent::Identified { shard, .. } = events.recv().await.unwrap() {
-            identified.push(shard);
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while identified.len() < 3 {
+            if let SimEvent::Identified { shard, .. } = events.recv().await.unwrap() {
+                identified.push(shard);
+            }
         }
-    }
+    })
+    .await;
+    assert!(waited.is_ok(), "identified again: only {identified:?}");
     identified.sort_unstable();
     assert_eq!(identified, vec![0, 1, 2]);
     for shard in 0..3 {
-        sim.wait_ready(shard).await;
+        let ready = tokio::time::timeout(PATIENCE, sim.wait_ready(shard)).await;
+        assert!(ready.is_ok(), "shard {shard} ready again");
         sim.dispatch(shard, "TYPING_START", "{}").await;
     }
     let (nats, sim) = harness.stop_when_delivered().await;

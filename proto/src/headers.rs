@@ -11,8 +11,15 @@ pub const SHARD_ID: &str = "Discord-Shard-Id";
 pub const SEQUENCE: &str = "Discord-Sequence";
 /// The guild the dispatch belongs to, in decimal, when the payload names one.
 pub const GUILD_ID: &str = "Discord-Guild-Id";
-/// Unix epoch nanoseconds when the gateway read the frame, in decimal.
+/// Unix epoch nanoseconds when the gateway read the frame (or the interactions
+/// service the HTTP request), in decimal.
 pub const RECEIVED_AT: &str = "Shardline-Received-At";
+/// On an interaction that arrived over HTTP: the core NATS subject where the
+/// interactions service waits for its first response
+/// ([`subject::interaction_reply`](crate::subject::interaction_reply)). A command
+/// worker sends the response there as a request instead of calling Discord's
+/// callback endpoint; see [`interaction`](crate::interaction).
+pub const INTERACTION_REPLY: &str = "Shardline-Interaction-Reply";
 
 /// On a dead letter: the durable consumer that gave up.
 pub const DEAD_LETTER_CONSUMER: &str = "Shardline-Dead-Consumer";
@@ -42,6 +49,12 @@ pub const DEAD_LETTER_HEADERS: [&str; 8] = [
     DEAD_LETTER_SOURCE,
     DEAD_LETTER_MSG_ID,
 ];
+
+/// The `Nats-Msg-Id` value for an interaction received over HTTP: its id, so the
+/// same request delivered twice is stored once.
+pub fn interaction_msg_id(interaction_id: u64) -> String {
+    interaction_id.to_string()
+}
 
 /// The `Nats-Msg-Id` value for a dispatch.
 pub fn msg_id(session_id: &str, sequence: u64) -> String {

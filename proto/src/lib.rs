@@ -6,6 +6,7 @@ pub mod encoding;
 pub mod gateway;
 mod guild;
 pub mod headers;
+pub mod interaction;
 pub mod kv;
 pub mod payload;
 pub mod rest;

@@ -31,6 +31,26 @@ pub const EVENTS_PREFIX: &str = "events.";
 /// Prefix of every dead letter's subject.
 pub const DEAD_LETTER_PREFIX: &str = "deadletter.";
 
+/// Every subject on which a command worker offers an HTTP interaction's first
+/// response to the interactions service that holds its HTTP request: core NATS
+/// requests, never stored (no stream captures `internal.interactions.>`).
+pub const INTERACTION_REPLIES: &str = "internal.interactions.>";
+/// Prefix of [`interaction_reply`] subjects.
+pub const INTERACTION_REPLIES_PREFIX: &str = "internal.interactions.";
+
+/// Where the interactions service instance `instance` (a token of letters and
+/// digits) takes the first response to interaction `interaction_id`:
+/// `internal.interactions.<instance>.<interaction id>`. The service names it in the
+/// [`INTERACTION_REPLY`](crate::headers::INTERACTION_REPLY) header.
+pub fn interaction_reply(instance: &str, interaction_id: u64) -> String {
+    format!("{INTERACTION_REPLIES_PREFIX}{instance}.{interaction_id}")
+}
+
+/// Every [`interaction_reply`] subject of one service instance (its one subscription).
+pub fn interaction_replies_of(instance: &str) -> String {
+    format!("{INTERACTION_REPLIES_PREFIX}{instance}.*")
+}
+
 /// Where consumer `durable` dead-letters a message it received on `subject`:
 /// `deadletter.<durable>.<subject>`, so dead letters can be filtered by consumer and
 /// by original subject.

@@ -114,14 +114,17 @@ impl RetryPolicy {
 /// Five seconds, the runtime's default delay before a retry.
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy::fixed(Duration::from_secs(5));
 
-/// Interactions. Work queue: each is handled once, and 60 s is far past Discord's
-/// 15 minute token being useful only if deferred within 3 s.
+/// Interactions. Work queue: each is handled once. Kept for the life of an
+/// interaction token (15 minutes): an interaction the HTTP service deferred while no
+/// command worker ran is still answerable by the first worker to start within that
+/// time; older ones could not be answered any more (the worker dead-letters what the
+/// stream still hands it past that age).
 pub const COMMANDS: StreamSpec = StreamSpec {
     name: "COMMANDS",
     subjects: &["commands.>"],
     storage: Storage::Memory,
     retention: Retention::WorkQueue,
-    max_age: Duration::from_secs(60),
+    max_age: crate::interaction::TOKEN_LIFETIME,
 };
 
 /// Every other dispatch.
@@ -186,7 +189,8 @@ pub const COMMAND_WORKER: ConsumerSpec = ConsumerSpec {
     max_ack_pending: 50,
     ack_wait: Duration::from_secs(2),
     max_deliver: DEFAULT_MAX_DELIVER,
-    // Interactions live in a 60 s stream: four 5 s retries fit, a growing delay would not.
+    // Fixed 5 s: a retried command still answers while the user waits; a growing delay
+    // would leave them looking at "thinking…" for minutes.
     retry: DEFAULT_RETRY,
 };
 
@@ -283,7 +287,7 @@ mod tests {
 
     #[test]
     fn duplicate_window_never_exceeds_max_age() {
-        assert_eq!(COMMANDS.duplicate_window(), Duration::from_secs(60));
+        assert_eq!(COMMANDS.duplicate_window(), Duration::from_secs(120));
         assert_eq!(EVENTS.duplicate_window(), Duration::from_secs(120));
         assert_eq!(INTERNAL.duplicate_window(), Duration::from_secs(60));
         assert_eq!(ELIGIBILITY.duplicate_window(), Duration::from_secs(120));
@@ -350,6 +354,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn commands_outlive_an_interaction_token() {
+        assert_eq!(COMMANDS.max_age, crate::interaction::TOKEN_LIFETIME);
+        assert_eq!(COMMANDS.max_age, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn no_stream_stores_interaction_replies() {
+        // Core NATS requests: a stream capturing them would answer each with a PubAck.
+        let subject = crate::subject::interaction_reply("a1b2", 1_234_567_890);
+        assert_eq!(stream_for_subject(&subject), None);
+        assert!(subject_matches(
+            crate::subject::INTERACTION_REPLIES,
+            &subject
+        ));
+        assert!(subject_matches(
+            &crate::subject::interaction_replies_of("a1b2"),
+            &subject
+        ));
+        assert!(!subject_matches(
+            &crate::subject::interaction_replies_of("other"),
+            &subject
+        ));
     }
 
     #[test]

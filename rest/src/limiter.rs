@@ -105,7 +105,9 @@ impl Limiter {
                     return Err(Refused::InvalidRequests(after));
                 }
                 let key = st.bucket_key(identity, route);
-                let global = route.class != RouteClass::Callback;
+                // Discord binds neither callbacks nor the token-authorized webhook
+                // routes (interaction edits and follow-ups) to the global limit.
+                let global = route.class == RouteClass::Bot;
                 let slot = global.then(|| st.global(identity).next_slot(now));
                 let ready = match &key {
                     Some(key) => st.bucket(key, now).ready(now),

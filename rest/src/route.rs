@@ -16,7 +16,8 @@ pub enum RouteClass {
     /// `POST /interactions/{id}/{token}/callback`: not bound by the global limit.
     Callback,
     /// `/webhooks/{id}/{token}...`: authorized by the token in the path (interaction
-    /// follow-ups and edits are these).
+    /// follow-ups and edits are these); limited per webhook bucket, not by the global
+    /// limit.
     Webhook,
     /// Everything else: sent with a bot token.
     Bot,

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use async_nats::jetstream;
 use common::{PATIENCE, call, config, holder, stack};
 use rand::SeedableRng;
@@ -56,10 +54,7 @@ async fn a_refused_edit_becomes_a_retry_after_the_proxys_time() {
     .await;
     assert_eq!(used.status, 200);
 
-    let http = Arc::new(commands::http_client(
-        Some(&format!("http://{}", proxy.addr())),
-        None,
-    ));
+    let http = commands::DiscordHttp::new(Some(&format!("http://{}", proxy.addr())), None);
     let handler = InteractionHandler::new(&js, http, commands::reference())
         .await
         .unwrap();

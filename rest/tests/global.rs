@@ -1,7 +1,7 @@
 //! Requests over 200 channels at full speed (no bucket ever fills): only the global
 //! limit holds them, and the simulator never sees more than 50 in any one-second
-//! window, never answers a global 429; interaction callbacks sent in the middle do
-//! not wait behind the queue.
+//! window, never answers a global 429; interaction callbacks and edits of their
+//! responses sent in the middle do not wait behind the queue.
 
 mod common;
 
@@ -47,13 +47,16 @@ async fn two_hundred_channels_stay_under_the_global_limit_and_callbacks_skip_the
         || async { (sim.messages().len() as u64 >= MESSAGES / 3).then_some(()) },
     )
     .await;
-    // A wait budget of 0: a callback that had to wait for the global limit would
-    // be refused rather than sent late.
+    // A wait budget of 0: a callback or an edit that had to wait for the global
+    // limit would be refused rather than sent late.
     for i in 0..CALLBACKS {
         let path = format!("/api/v10/interactions/{i}/token-{i}/callback");
         let extra = ["X-Shardline-Max-Wait-Ms: 0"];
         let answer = call(proxy.addr(), "POST", &path, &extra, r#"{"type":5}"#).await;
         assert_eq!(answer.status, 204, "{}", answer.body);
+        let path = format!("/api/v10/webhooks/6/token-{i}/messages/@original");
+        let answer = call(proxy.addr(), "PATCH", &path, &extra, r#"{"content":"e"}"#).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
     }
     let results = sends.await.unwrap();
     assert!(results.iter().all(Result::is_ok), "every message sent");
@@ -82,7 +85,7 @@ async fn two_hundred_channels_stay_under_the_global_limit_and_callbacks_skip_the
         .count();
     assert!(after > 0, "the callbacks waited behind every message");
     eprintln!(
-        "busiest second {busiest}/50; {after} of {MESSAGES} messages reached Discord after the {CALLBACKS} callbacks"
+        "busiest second {busiest}/50; {after} of {MESSAGES} messages reached Discord after the {CALLBACKS} callbacks and edits"
     );
     proxy.stop().await.unwrap();
 }

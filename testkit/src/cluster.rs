@@ -15,19 +15,20 @@ pub fn shipped_nats_config() -> PathBuf {
 }
 
 /// The users of the shipped configuration and the variable holding each password.
-pub const USERS: [(&str, &str); 8] = [
+pub const USERS: [(&str, &str); 9] = [
     ("gateway", "NATS_GATEWAY_PASSWORD"),
     ("event-worker", "NATS_EVENT_WORKER_PASSWORD"),
     ("command-worker", "NATS_COMMAND_WORKER_PASSWORD"),
     ("eligibility-worker", "NATS_ELIGIBILITY_WORKER_PASSWORD"),
     ("sync-worker", "NATS_SYNC_WORKER_PASSWORD"),
     ("rest", "NATS_REST_PASSWORD"),
+    ("interactions", "NATS_INTERACTIONS_PASSWORD"),
     ("operator", "NATS_OPERATOR_PASSWORD"),
     ("system", "NATS_SYSTEM_PASSWORD"),
 ];
 
 /// Every variable the shipped configuration reads (Terraform must set each one).
-pub const CONFIG_ENV: [&str; 15] = [
+pub const CONFIG_ENV: [&str; 16] = [
     "NATS_SERVER_NAME",
     "NATS_LISTEN",
     "NATS_HTTP_LISTEN",
@@ -41,6 +42,7 @@ pub const CONFIG_ENV: [&str; 15] = [
     "NATS_ELIGIBILITY_WORKER_PASSWORD",
     "NATS_SYNC_WORKER_PASSWORD",
     "NATS_REST_PASSWORD",
+    "NATS_INTERACTIONS_PASSWORD",
     "NATS_OPERATOR_PASSWORD",
     "NATS_SYSTEM_PASSWORD",
 ];

@@ -1,40 +1,68 @@
-//! The reference command worker: defer every interaction first (Discord allows 3 s),
-//! then run the command by name, and tell the user if it failed.
+//! The reference command worker: run each interaction's command by name and give
+//! the interaction its responses, whichever way it came from Discord.
+//!
+//! Over the gateway, the worker defers every interaction first through Discord's
+//! callback endpoint (Discord allows 3 s), then runs the command and edits the
+//! response with its reply. Over HTTP (the interactions service names a reply
+//! subject in the `Shardline-Interaction-Reply` header) it runs the command first and
+//! offers the reply as the first response to the service, which answers Discord's
+//! request with it unless its budget ran out; then the worker finishes through
+//! Discord's API like a deferred gateway interaction. A [`Command`] is the same code
+//! either way.
 //!
 //! A command is one small type implementing [`Command`], registered by name in
 //! [`Commands`].
+
+mod gateway;
+mod http;
+mod reply;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_nats::jetstream::{self, kv};
+use shardline_proto::headers::INTERACTION_REPLY;
+use shardline_proto::interaction::TOKEN_LIFETIME;
 use shardline_proto::kv::DEFERRED_INTERACTIONS;
 use shardline_proto::payload::Interaction;
 use shardline_proto::subject;
-use twilight_http::api_error::ApiError;
-use twilight_http::error::ErrorType;
+use twilight_model::application::command::CommandOptionChoice;
 use twilight_model::application::interaction::{InteractionData, InteractionType};
-use twilight_model::http::interaction::{InteractionResponse, InteractionResponseType};
+use twilight_model::channel::message::Component;
 
 use crate::{Context, Handler, Handlers, Outcome};
 
-/// Discord's "Interaction has already been acknowledged".
-const ALREADY_ACKNOWLEDGED: u64 = 40060;
-/// After this long, Discord no longer accepts the first response.
-const DEFER_DEADLINE: Duration = Duration::from_secs(3);
-/// A failed defer is retried this soon, to still meet the deadline.
-const DEFER_RETRY: Duration = Duration::from_millis(250);
-
 /// What a command answers once it is done.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Over HTTP the reply is the interaction's first response when the command is done
+/// within the interactions service's budget; otherwise (and always over the gateway,
+/// where the worker defers first) the interaction was deferred and the reply
+/// completes it through Discord's API.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// Replace the deferred "thinking…" response with this text.
+    /// A message with this text: the first response, or the edit of the deferred
+    /// "thinking…" response.
     Message(String),
-    /// Leave the response as the command left it.
+    /// The deferral ("thinking…", or nothing shown for a component) is the answer:
+    /// the command responded its own way (follow-ups through the API) or not at all.
     Nothing,
+    /// A modal (a form). Discord takes one only as the first response: over HTTP
+    /// within the service's budget. After a deferral (always over the gateway) the
+    /// user is told the form could not open, and the interaction is dead-lettered.
+    Modal {
+        /// The id the modal's submit interaction carries.
+        custom_id: String,
+        /// The modal's title.
+        title: String,
+        /// Its rows of text inputs.
+        components: Vec<Component>,
+    },
+    /// Autocomplete suggestions (for an autocomplete interaction, which is never
+    /// deferred: one that misses the budget shows no suggestions).
+    Choices(Vec<CommandOptionChoice>),
 }
 
 /// Why a command did not reply.
@@ -50,7 +78,9 @@ pub enum CommandError {
 /// A slash command. Implement it once per command and register it with
 /// [`Commands::command`].
 pub trait Command: Send + Sync + 'static {
-    /// Runs the command; the interaction has been deferred already.
+    /// Runs the command (for an autocomplete interaction too: answer
+    /// [`Reply::Choices`]). Over the gateway the interaction has been deferred
+    /// already; over HTTP the reply may still be its first response.
     fn run(
         &self,
         interaction: &Interaction,
@@ -103,7 +133,9 @@ pub fn reference() -> Commands {
     Commands::new().command("ping", Ping)
 }
 
-/// `commands.interaction`: defers, runs the command, reports failures to the user.
+/// `commands.interaction`: runs the command and gives the interaction its responses
+/// (deferral, reply, or the failure), by REST callback for gateway interactions and
+/// through the interactions service for HTTP ones.
 pub struct InteractionHandler {
     discord: DiscordHttp,
     commands: Commands,
@@ -112,7 +144,7 @@ pub struct InteractionHandler {
 
 impl InteractionHandler {
     /// A handler answering through `discord`; creates (or opens) the bucket that
-    /// remembers which interactions were deferred.
+    /// remembers which gateway interactions were deferred.
     ///
     /// # Errors
     ///
@@ -138,62 +170,26 @@ impl InteractionHandler {
         })
     }
 
-    /// Sends the deferred response unless an earlier delivery did.
-    async fn defer(&self, interaction: &Interaction, cx: &Context) -> Result<(), Outcome> {
-        let key = interaction.id.to_string();
-        if cx.is_redelivery() && matches!(self.deferred.get(&key).await, Ok(Some(_))) {
-            return Ok(());
-        }
-        let kind = match interaction.kind {
-            InteractionType::MessageComponent | InteractionType::ModalSubmit => {
-                InteractionResponseType::DeferredUpdateMessage
-            }
-            _ => InteractionResponseType::DeferredChannelMessageWithSource,
+    /// The command an application command or autocomplete interaction names, if
+    /// registered; `Err` with the name if not; `Ok(None)` for interactions without
+    /// a command (components, modal submits).
+    fn command_for<'a>(
+        &'a self,
+        interaction: &'a Interaction,
+    ) -> Result<Option<(&'a str, &'a dyn ErasedCommand)>, &'a str> {
+        let name = match &interaction.data {
+            Some(InteractionData::ApplicationCommand(data)) => data.name.as_str(),
+            _ => return Ok(None),
         };
-        let response = InteractionResponse { kind, data: None };
-        let sent = self
-            .discord
-            .callbacks
-            .interaction(interaction.application_id)
-            .create_response(interaction.id, &interaction.token, &response)
-            .await;
-        match sent {
-            Ok(_) => {}
-            Err(e) if already_acknowledged(e.kind()) => {}
-            Err(e) => {
-                let age = cx
-                    .received_at()
-                    .and_then(|at| SystemTime::now().duration_since(at).ok())
-                    .unwrap_or_default();
-                return Err(if age > DEFER_DEADLINE {
-                    Outcome::terminal(format!("defer failed after Discord's 3 s deadline: {e}"))
-                } else {
-                    tracing::warn!(interaction = %interaction.id, error = %e, "defer failed; retrying");
-                    Outcome::retry_after(DEFER_RETRY)
-                });
-            }
+        match self.commands.by_name.get(name) {
+            Some(command) => Ok(Some((name, command.as_ref()))),
+            None => Err(name),
         }
-        if let Err(error) = self.deferred.put(&key, bytes::Bytes::new()).await {
-            tracing::warn!(interaction = %interaction.id, %error, "could not record the defer; a redelivery would defer again");
-        }
-        Ok(())
-    }
-
-    async fn follow_up(&self, interaction: &Interaction, text: &str) -> Result<(), Outcome> {
-        self.discord
-            .api
-            .interaction(interaction.application_id)
-            .create_followup(&interaction.token)
-            .content(text)
-            .await
-            .map(drop)
-            .map_err(|e| Outcome::terminal(format!("follow-up failed: {e}")))
     }
 }
 
-fn already_acknowledged(kind: &ErrorType) -> bool {
-    matches!(kind, ErrorType::Response { error: ApiError::General(e), .. } if e.code == ALREADY_ACKNOWLEDGED)
-}
+/// What the user is told when no command has the interaction's name.
+const NOT_AVAILABLE: &str = "This command is not available.";
 
 impl Handler for InteractionHandler {
     type Payload = Interaction;
@@ -202,49 +198,21 @@ impl Handler for InteractionHandler {
         if interaction.kind == InteractionType::Ping {
             return Outcome::Success;
         }
-        if let Err(outcome) = self.defer(&interaction, cx).await {
-            return outcome;
+        let age = cx
+            .received_at()
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .unwrap_or_default();
+        if age > TOKEN_LIFETIME {
+            // Discord accepts nothing for it any more; the dead letter keeps the record.
+            return Outcome::terminal(format!(
+                "the interaction token expired: received {}s ago, tokens live {}s",
+                age.as_secs(),
+                TOKEN_LIFETIME.as_secs()
+            ));
         }
-        let name = match &interaction.data {
-            Some(InteractionData::ApplicationCommand(data)) => data.name.as_str(),
-            _ => return Outcome::Success,
-        };
-        let Some(command) = self.commands.by_name.get(name) else {
-            let reason = format!("no command named {name:?}");
-            return match self
-                .follow_up(&interaction, "This command is not available.")
-                .await
-            {
-                Ok(()) => Outcome::terminal(reason),
-                Err(outcome) => outcome,
-            };
-        };
-        match command.run(&interaction, cx).await {
-            Ok(Reply::Nothing) => Outcome::Success,
-            Ok(Reply::Message(text)) => {
-                let edited = self
-                    .discord
-                    .api
-                    .interaction(interaction.application_id)
-                    .update_response(&interaction.token)
-                    .content(Some(&text))
-                    .await;
-                match edited {
-                    Ok(_) => Outcome::Success,
-                    Err(e) => {
-                        tracing::warn!(interaction = %interaction.id, command = name, error = %e, "editing the response failed; retrying");
-                        crate::rest_refusal::outcome(&e).unwrap_or_else(Outcome::retry)
-                    }
-                }
-            }
-            Err(CommandError::Retry) => Outcome::retry(),
-            Err(CommandError::Failed(message)) => {
-                let reason = format!("command {name} failed: {message}");
-                match self.follow_up(&interaction, &message).await {
-                    Ok(()) => Outcome::terminal(reason),
-                    Err(outcome) => outcome,
-                }
-            }
+        match cx.header(INTERACTION_REPLY) {
+            Some(offer_to) => self.handle_http(&interaction, cx, offer_to).await,
+            None => self.handle_gateway(&interaction, cx, age).await,
         }
     }
 }

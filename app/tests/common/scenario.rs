@@ -63,7 +63,7 @@ impl Guild {
 pub fn user(g: usize, index: usize) -> u64 {
     static START: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     let now = *START.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap());
-    let days = if index % 2 == 0 { 730 } else { 20 };
+    let days = if index.is_multiple_of(2) { 730 } else { 20 };
     let created = now - Duration::from_secs(days * 86_400);
     let ms = created.as_millis() as u64 - DISCORD_EPOCH_MS - index as u64;
     (ms << 22) | ((g as u64) << 12) | (index as u64 & 0xfff)
@@ -83,13 +83,13 @@ pub struct Fate {
 
 impl Fate {
     pub fn of(index: usize) -> Self {
-        let leaves = index % 9 == 0;
-        let rejoins = index % 27 == 0;
+        let leaves = index.is_multiple_of(9);
+        let rejoins = index.is_multiple_of(27);
         Self {
-            joins_with_base: index % 5 == 0,
-            given_base: index % 7 == 0,
-            loses_base: index % 10 == 0,
-            renamed: index % 11 == 0,
+            joins_with_base: index.is_multiple_of(5),
+            given_base: index.is_multiple_of(7),
+            loses_base: index.is_multiple_of(10),
+            renamed: index.is_multiple_of(11),
             leaves,
             rejoins,
             verifies: index % 13 == 1 && (!leaves || rejoins),
@@ -111,7 +111,7 @@ impl Fate {
 pub fn expected_roles(guild: &Guild, g: usize, index: usize) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let fate = Fate::of(index);
     let mut managed = BTreeSet::new();
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         managed.insert(guild.veteran);
     }
     if fate.verifies {

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use shardline_discord_sim::{Mix, Pacer, RestLatency, RestLimits, SimConfig, Simulator, sample};
+use shardline_discord_sim::{
+    HttpInteractions, HttpTrafficArgs, Mix, Pacer, RestLatency, RestLimits, SimConfig, Simulator,
+    play_http_forever, sample,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Simulated Discord gateway (v10, JSON, zlib-stream/zstd-stream) and REST API.
@@ -69,6 +72,9 @@ struct Args {
     /// Member-role changes allowed per guild per 10 s (Discord's bucket: 10).
     #[arg(long, env = "SIM_MEMBER_ROLES_PER_10S", default_value_t = 10)]
     member_roles_per_10s: u32,
+    /// HTTP interactions sent to an Interactions Endpoint URL.
+    #[command(flatten)]
+    http: HttpTrafficArgs,
 }
 
 #[tokio::main]
@@ -80,6 +86,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.http.print_interactions_public_key {
+        println!("{}", HttpInteractions::new("http://unused").public_key());
+        return Ok(());
+    }
     let config = SimConfig {
         token: args.token,
         shard_total: args.shards,
@@ -106,10 +116,12 @@ async fn main() -> anyhow::Result<()> {
 
     let player = tokio::spawn(play_forever(sim.clone(), args.rate));
     let members = tokio::spawn(play_members(sim.clone(), args.member_rate));
+    let http_player = tokio::spawn(play_http_forever(args.http));
     shutdown_signal().await;
     tracing::info!("shutting down");
     player.abort();
     members.abort();
+    http_player.abort();
     sim.shutdown().await;
     Ok(())
 }

@@ -31,7 +31,8 @@ pub(crate) struct Classified {
     /// The top-level resource the bucket is kept per (channel, guild, webhook id +
     /// token); the bucket hash does not include it.
     pub major: String,
-    /// Whether the global limit applies (not to interaction callbacks).
+    /// Whether the global limit applies: not to Discord's interaction endpoints (the
+    /// callback, and the webhook routes that edit and follow up with the token).
     pub global: bool,
     pub auth: Auth,
     /// The channel of a channel route, for forbidden channels.
@@ -68,14 +69,14 @@ pub(crate) fn classify(limits: &RestLimits, method: &Method, path: &str) -> Clas
             "/webhooks/:id/:token",
             Some((WEBHOOK_BUCKET, limits.webhooks)),
             "webhook",
-            true,
+            false,
             Auth::PathToken,
         ),
         (&Method::PATCH, ["webhooks", _, _, "messages", _]) => (
             "/webhooks/:id/:token/messages/:id",
             Some((WEBHOOK_BUCKET, limits.webhooks)),
             "webhook",
-            true,
+            false,
             Auth::PathToken,
         ),
         (&Method::POST, ["channels", _, "messages"]) => (
@@ -260,6 +261,7 @@ mod tests {
             "/webhooks/1/tok/messages/@original",
         );
         assert_eq!((w.major.as_str(), w.auth), ("1/tok", Auth::PathToken));
+        assert!(!w.global && w.bucket.is_some());
         let cb = classify(&limits, &Method::POST, "/interactions/1/tok/callback");
         assert!(!cb.global && cb.bucket.is_none());
         assert_eq!(classify(&limits, &Method::GET, "/nope").template, "unknown");

@@ -42,6 +42,16 @@ variable "image_tag" {
   default     = "0.1.0"
 }
 
+variable "public_subnet_ids" {
+  description = "Public subnets for the interactions load balancer (two or more availability zones)."
+  type        = list(string)
+}
+
+variable "interactions_certificate_arn" {
+  description = "ACM certificate of the name Discord's Interactions Endpoint URL uses."
+  type        = string
+}
+
 variable "prometheus_security_group_id" {
   description = "Security group of the Prometheus that scrapes NATS and the services."
   type        = string
@@ -95,6 +105,11 @@ module "shardline" {
   database_url_secret_arn    = aws_secretsmanager_secret.database_url.arn
   database_kms_key_arn       = aws_kms_key.database.arn
   database_security_group_id = aws_security_group.database.id
+
+  # Interactions over HTTP: https://<the certificate's name>/interactions.
+  interactions_image           = "${data.aws_caller_identity.current.account_id}.dkr.ecr.${var.region}.amazonaws.com/shardline-interactions:${var.image_tag}"
+  interactions_certificate_arn = var.interactions_certificate_arn
+  public_subnet_ids            = var.public_subnet_ids
 
   metrics_scraper_security_group_ids = [var.prometheus_security_group_id]
   log_retention_days                 = 365

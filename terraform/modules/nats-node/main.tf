@@ -57,6 +57,7 @@ locals {
     NATS_ELIGIBILITY_WORKER_PASSWORD = "eligibility-worker"
     NATS_SYNC_WORKER_PASSWORD        = "sync-worker"
     NATS_REST_PASSWORD               = "rest"
+    NATS_INTERACTIONS_PASSWORD       = "interactions"
     NATS_OPERATOR_PASSWORD           = "operator"
     NATS_SYSTEM_PASSWORD             = "system"
   }
