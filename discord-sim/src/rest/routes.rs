@@ -207,6 +207,7 @@ pub(crate) async fn member_role(
         role_id,
         added,
         status: status.as_u16(),
+        at: std::time::Instant::now(),
     });
     drop(st);
     match body {
@@ -228,6 +229,8 @@ pub struct RoleChange {
     pub added: bool,
     /// The status answered: 204, 404 (unknown member or role) or 403.
     pub status: u16,
+    /// When it was answered (for latency from a member's join to its role).
+    pub at: std::time::Instant,
 }
 
 /// Discord's 404 for an unknown route or resource.
