@@ -1,6 +1,7 @@
 //! `shardline-flow`: the demo's window on the router. Counts every message per
 //! subject as the gateway publishes it, and shows how far each worker's durable
-//! consumer has got, every 2 s, for `FLOW_SECONDS` (default 30).
+//! consumer has got, every 2 s, for `FLOW_SECONDS` (default 30). The application's
+//! eligibility checks and syncs are counted by kind, not per member.
 //!
 //! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `FLOW_SECONDS`.
 
@@ -9,7 +10,25 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-const CONSUMERS: [(&str, &str); 2] = [("EVENTS", "event-worker"), ("COMMANDS", "command-worker")];
+use shardline_proto::{eligibility, topology};
+
+const CONSUMERS: [topology::ConsumerSpec; 4] = [
+    topology::EVENT_WORKER,
+    topology::COMMAND_WORKER,
+    topology::ELIGIBILITY_WORKER,
+    topology::SYNC_WORKER,
+];
+
+/// The row a subject is counted in: eligibility subjects name a member, so they are
+/// counted by kind.
+fn row(subject: &str) -> String {
+    for prefix in [eligibility::CHECK_PREFIX, eligibility::SYNC_PREFIX] {
+        if subject.starts_with(prefix) {
+            return format!("{prefix}.*.*");
+        }
+    }
+    subject.to_owned()
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,6 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let js = async_nats::jetstream::new(client.clone());
     let mut events = client.subscribe("events.>").await?;
     let mut commands = client.subscribe("commands.>").await?;
+    let mut checks = client.subscribe(eligibility::CHECKS).await?;
+    let mut syncs = client.subscribe(eligibility::SYNCS).await?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -30,6 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             Some(m) = events.next() => *counts.entry(m.subject.to_string()).or_default() += 1,
             Some(m) = commands.next() => *counts.entry(m.subject.to_string()).or_default() += 1,
+            Some(m) = checks.next() => *counts.entry(row(&m.subject)).or_default() += 1,
+            Some(m) = syncs.next() => *counts.entry(row(&m.subject)).or_default() += 1,
             _ = tick.tick() => print_table(&js, &counts, started.elapsed()).await,
         }
     }
@@ -52,8 +75,9 @@ async fn print_table(
         let rate = *count as f64 / elapsed.as_secs_f64().max(0.001);
         println!("{subject:<34} {count:>8} {rate:>8.1}");
     }
-    for (stream, durable) in CONSUMERS {
-        let Ok(stream) = js.get_stream_no_info(stream).await else {
+    for consumer in CONSUMERS {
+        let durable = consumer.durable;
+        let Ok(stream) = js.get_stream_no_info(consumer.stream).await else {
             continue;
         };
         match stream.consumer_info(durable).await {
