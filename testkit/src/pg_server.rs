@@ -211,6 +211,14 @@ impl PgServer {
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+            // The backends are the postmaster's children, not ours: the signal is
+            // queued, but on a busy machine one may still hold the shared memory
+            // segment a moment later, and a restart then refuses to start ("pre-existing
+            // shared memory block is still in use"). Wait until they are gone.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while group_alive(child.id()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 
@@ -258,6 +266,27 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether a process of process group `pgid` still runs (zombies, which hold no
+/// memory and which an init that does not reap would keep forever, do not count).
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z")
+    })
 }
 
 /// Starts `postgres` and waits until it accepts connections; on failure, its log.
