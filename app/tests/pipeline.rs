@@ -87,10 +87,17 @@ async fn assert_final_state(stack: &Stack, guilds: &[Guild], played: usize, labe
         other, 0,
         "every role change answered 204, or 404 for a member gone"
     );
+    let violations: Vec<_> = stack
+        .sim
+        .rest_requests()
+        .into_iter()
+        .filter(|r| r.violation.is_some())
+        .map(|r| (r.method, r.route, r.violation))
+        .collect();
     assert_eq!(
         stack.sim.rest_violations(),
         0,
-        "no request broke a Discord limit"
+        "no request broke a Discord limit: {violations:?}"
     );
     assert_eq!(stack.dead_letters().await, 0, "nothing dead-lettered");
 }
