@@ -77,6 +77,14 @@ async fn bad_input_gets_a_clear_status_and_reaches_nothing() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer:?}");
     assert_eq!(base.stored().await, 0, "nothing of it published");
+    // Counted now: below, concurrent requests let the client's pool open a connection
+    // it may never use, which the service rightly times out (and counts) too.
+    let slow = get(metrics, "/metrics").await.unwrap().1;
+    assert_eq!(
+        outcome(&slow, Outcome::TimedOut) - outcome(&before, Outcome::TimedOut),
+        3.0,
+        "three slow clients timed out"
+    );
 
     // Two interactions wait (no worker runs); a third finds no room.
     let waiting: Vec<_> = (10..12)
@@ -123,7 +131,7 @@ async fn bad_input_gets_a_clear_status_and_reaches_nothing() {
     let grew = |o: Outcome| outcome(&after, o) - outcome(&before, o);
     assert_eq!(grew(Outcome::TooLarge), 1.0);
     assert_eq!(grew(Outcome::BadRequest), 3.0);
-    assert_eq!(grew(Outcome::TimedOut), 3.0);
+    assert!(grew(Outcome::TimedOut) >= 3.0);
     assert_eq!(grew(Outcome::Overloaded), 1.0);
     assert_eq!(grew(Outcome::Deferred), 2.0);
     let deferred_time = format!(
