@@ -281,7 +281,21 @@ impl Coordinator {
                 });
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                self.step_down("the lease moved")
+                let ours = |value: &[u8]| {
+                    serde_json::from_slice::<LeaseValue>(value).is_ok_and(|l| l.id == self.id)
+                };
+                match written_by_us(&self.lease, LEASE_KEY, ours).await {
+                    // An earlier refresh whose answer was lost (a timeout) did land:
+                    // the lease is still ours. Its `until` stays that of the last
+                    // refresh we know landed in time; the next one extends it.
+                    Some(revision) => {
+                        *self
+                            .lease_revision
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(revision);
+                    }
+                    None => self.step_down("the lease moved"),
+                }
             }
             // Sending stops at the lease's end unless a later refresh succeeds.
             Err(error) => tracing::warn!(%error, "lease refresh failed"),
@@ -316,11 +330,18 @@ impl Coordinator {
                     .unwrap_or_else(|e| e.into_inner()) = Some(revision);
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                let ours =
+                    |value: &[u8]| Snapshot::from_bytes(value).is_some_and(|s| s.holder == self.id);
+                let revision = written_by_us(&self.state, STATE_KEY, ours).await;
                 *self
                     .state_revision
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
-                self.step_down("another instance wrote the limit state");
+                    .unwrap_or_else(|e| e.into_inner()) = revision;
+                // Else an earlier write whose answer was lost (a timeout) landed, and
+                // the state is still ours.
+                if revision.is_none() {
+                    self.step_down("another instance wrote the limit state");
+                }
             }
             Err(error) => tracing::warn!(%error, "replicating the limit state failed"),
         }
@@ -356,5 +377,19 @@ impl Coordinator {
             .lease_revision
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// The revision of `key` if its latest value is one this instance wrote (`ours`): a
+/// write refused for a wrong revision may only mean that an earlier write of ours
+/// landed although its answer was lost. `None` if another wrote it or it cannot be
+/// read (then the caller steps down, the safe side).
+async fn written_by_us(store: &Store, key: &str, ours: impl Fn(&[u8]) -> bool) -> Option<u64> {
+    match store.entry(key).await {
+        Ok(Some(entry)) if entry.operation == Operation::Put && ours(&entry.value) => {
+            tracing::info!(key, "a write whose answer was lost had landed; still ours");
+            Some(entry.revision)
+        }
+        _ => None,
     }
 }
