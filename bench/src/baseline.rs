@@ -60,7 +60,7 @@ pub struct ClientArgs {
 ///
 /// If NATS cannot be reached.
 pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
-    let nats = async_nats::connect(&args.nats_url).await?;
+    let nats = async_nats::connect(shardline_jetstream::server_urls(&args.nats_url)).await?;
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(args.max_inflight)
         .backpressure_on_inflight(true)

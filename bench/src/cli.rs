@@ -50,6 +50,9 @@ pub enum Scenario {
     Http,
     /// The REST proxy: added latency and throughput.
     Rest,
+    /// CPU per event at Discord-like rates (many shards, each at a modest rate)
+    /// against the same processes flat out.
+    Cost,
 }
 
 /// Benchmark settings; `--quick` shrinks every count for CI.
@@ -106,6 +109,19 @@ pub struct BenchArgs {
     /// Requests in flight for the REST proxy's throughput.
     #[arg(long, default_value_t = 128)]
     pub rest_concurrency: usize,
+    /// Run on the 3-node loopback cluster with R3 streams instead of one server
+    /// (B and R alike).
+    #[arg(long)]
+    pub cluster: bool,
+    /// Shards of the cost scenario (one gateway process).
+    #[arg(long, default_value_t = 64)]
+    pub cost_shards: u32,
+    /// Dispatches per second per shard in the cost scenario.
+    #[arg(long, default_value_t = 150)]
+    pub cost_rate_per_shard: u32,
+    /// Seconds of the cost scenario's paced phase.
+    #[arg(long, default_value_t = 20.0)]
+    pub cost_seconds: f64,
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -134,6 +150,9 @@ impl BenchArgs {
             a.rest_requests = 200;
             a.rest_throughput_requests = 1_000;
             a.rest_concurrency = 16;
+            a.cost_shards = 4;
+            a.cost_rate_per_shard = 50;
+            a.cost_seconds = 1.0;
         }
         if a.only.is_empty() {
             a.only = Scenario::value_variants().to_vec();
@@ -160,6 +179,9 @@ pub struct RoleArgs {
     /// In-flight publish cap (ingress roles).
     #[arg(long, default_value_t = 4096)]
     pub max_inflight: usize,
+    /// Stream replicas (gateway role).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// Open-loop interval in ns for latency correction (consumer roles).
     #[arg(long, default_value_t = 0)]
     pub interval_ns: u64,
@@ -213,6 +235,7 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<()> {
                 shard_total: args.shards,
                 nats_url: args.nats,
                 max_inflight: args.max_inflight,
+                replicas: args.replicas,
             })
             .await
         }

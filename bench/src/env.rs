@@ -1,5 +1,6 @@
-//! One benchmark environment: a nats-server with the memory streams, the simulator,
-//! and the two systems under test started as child processes on demand.
+//! One benchmark environment: a nats-server (or the 3-node loopback cluster) with the
+//! memory streams, the simulator, and the two systems under test started as child
+//! processes on demand.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use async_nats::jetstream;
 use shardline_discord_sim::{Pacer, SimConfig, Simulator};
 use shardline_jetstream::ReconcileOptions;
 use shardline_proto::topology::{COMMAND_WORKER, COMMANDS, EVENT_WORKER, EVENTS, STREAMS};
-use shardline_testkit::NatsServer;
+use shardline_testkit::{NatsCluster, NatsServer};
 
 use crate::child::{Role, Usage, usage_of};
 use crate::fixture::Event;
@@ -34,10 +35,49 @@ impl System {
     }
 }
 
+/// The broker of a run.
+pub enum Broker {
+    /// One nats-server, R1 streams.
+    Single(NatsServer),
+    /// Three nodes on loopback (`bench/nats-cluster.conf`: the shipped configuration
+    /// without its accounts, so the benchmark's roles need no credentials), R3
+    /// streams.
+    Cluster(NatsCluster),
+}
+
+impl Broker {
+    /// What a client is given (every node's URL on the cluster).
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(server) => server.url(),
+            Self::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    /// A connected client.
+    ///
+    /// # Panics
+    ///
+    /// If the broker does not accept the connection.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(shardline_jetstream::server_urls(&self.url()))
+            .await
+            .expect("connect to the benchmark's NATS")
+    }
+
+    /// Stream replicas on this broker.
+    pub fn replicas(&self) -> usize {
+        match self {
+            Self::Single(_) => 1,
+            Self::Cluster(_) => 3,
+        }
+    }
+}
+
 /// The environment shared by every scenario of a run.
 pub struct Env {
-    /// The nats-server (killed on drop).
-    pub nats: NatsServer,
+    /// The broker (killed on drop).
+    pub nats: Broker,
     /// JetStream on it.
     pub js: jetstream::Context,
     /// The simulated Discord.
@@ -84,15 +124,25 @@ impl Running {
 }
 
 impl Env {
-    /// Starts nats-server and the simulator and declares the streams and consumers.
+    /// Starts nats-server (or the cluster) and the simulator and declares the streams
+    /// and consumers.
     ///
     /// # Errors
     ///
     /// If either cannot start.
-    pub async fn start(shards: u32, max_inflight: usize) -> anyhow::Result<Self> {
-        let nats = NatsServer::start();
+    pub async fn start(shards: u32, max_inflight: usize, cluster: bool) -> anyhow::Result<Self> {
+        let nats = if cluster {
+            let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nats-cluster.conf");
+            let cluster = NatsCluster::start_from(&config);
+            cluster.wait_for_meta_leader(Duration::from_secs(30)).await;
+            Broker::Cluster(cluster)
+        } else {
+            Broker::Single(NatsServer::start())
+        };
         let js = jetstream::new(nats.client().await);
-        shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions::default()).await?;
+        let replicas = nats.replicas();
+        shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas })
+            .await?;
         for consumer in [&EVENT_WORKER, &COMMAND_WORKER] {
             shardline_jetstream::reconcile_consumer(&js, consumer).await?;
         }
@@ -181,6 +231,8 @@ impl Env {
             self.shards.to_string(),
             "--max-inflight".to_owned(),
             self.max_inflight.to_string(),
+            "--replicas".to_owned(),
+            self.nats.replicas().to_string(),
         ];
         let mut ingress = Role::spawn("ingress", &ingress_args)?;
         ingress.ready().await?;
@@ -285,11 +337,13 @@ where
     Ok(())
 }
 
-/// CPU time and peak RSS of the nats-server this process started (zero if not found).
+/// CPU time of the nats-servers this process started, summed (three on the cluster),
+/// and the largest peak RSS among them (zero if none found).
 pub fn nats_usage() -> Usage {
     let me = std::process::id().to_string();
+    let mut total = Usage::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Usage::default();
+        return total;
     };
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -307,10 +361,12 @@ pub fn nats_usage() -> Usage {
         };
         let ppid = rest.split_whitespace().nth(1);
         if name.ends_with("(nats-server") && ppid == Some(me.as_str()) {
-            return usage_of(pid);
+            let usage = usage_of(pid);
+            total.cpu_seconds += usage.cpu_seconds;
+            total.peak_rss = total.peak_rss.max(usage.peak_rss);
         }
     }
-    Usage::default()
+    total
 }
 
 /// This process's own CPU time and peak RSS (the simulator's share).

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod child;
 pub mod cli;
+pub mod cost;
 pub mod decompress;
 pub mod env;
 pub mod fixture;

@@ -9,7 +9,7 @@ use crate::cli::{BenchArgs, Scenario};
 use crate::env::Env;
 use crate::http::{self, HttpRun, PingRun};
 use crate::load::{self, LatencyRun, StormRun};
-use crate::{compression, fixture, throughput};
+use crate::{compression, cost, fixture, throughput};
 
 /// Runs the benchmark described by `args` (already [`BenchArgs::effective`]).
 ///
@@ -20,17 +20,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mix = fixture::load();
     let mut out = header(&args, &mix);
     eprintln!("{out}");
-    let env = Env::start(args.shards, args.max_inflight).await?;
+    let env = Env::start(args.shards, args.max_inflight, args.cluster).await?;
     let mut json = json!({"compression": compression(), "quick": args.quick});
 
     if args.only.contains(&Scenario::Throughput) {
         eprintln!("throughput: {} runs of {} events", args.runs, args.events);
+        let _ = write!(
+            out,
+            "\n(throughput: load average at start {})",
+            load_average()
+        );
         let runs = throughput::measure(&env, &mix, args.events, args.runs).await?;
         out.push_str(&throughput::summarize(&runs, compression()));
         json["throughput"] = serde_json::to_value(&runs)?;
     }
     if args.only.contains(&Scenario::Latency) {
         eprintln!("latency at {:?} events/s", args.rates);
+        let _ = write!(out, "\n(latency: load average at start {})", load_average());
         let runs = load::latency(&env, &mix, &args.rates, args.latency_seconds).await?;
         out.push_str(&latency_table(&runs));
         json["latency"] = serde_json::to_value(&runs)?;
@@ -82,12 +88,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         out.push_str(&crate::rest::summarize(&run));
         json["rest"] = serde_json::to_value(&run)?;
     }
+    if args.only.contains(&Scenario::Cost) {
+        let rate = args.cost_shards * args.cost_rate_per_shard;
+        eprintln!(
+            "cost: {} shards at {rate} dispatches/s in all",
+            args.cost_shards
+        );
+        let _ = write!(
+            out,
+            "\n(cost scenario: load average at start {})",
+            load_average()
+        );
+        let cost_env = Env::start(args.cost_shards, args.max_inflight, args.cluster).await?;
+        let runs = cost::measure(&cost_env, &mix, rate, args.cost_seconds, args.runs).await?;
+        out.push_str(&cost::summarize(&runs, args.cost_shards, rate));
+        json["cost"] = serde_json::to_value(&runs)?;
+    }
     println!("{out}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     drop(env);
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages now.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn header(args: &BenchArgs, mix: &[fixture::Event]) -> String {
@@ -101,7 +133,6 @@ fn header(args: &BenchArgs, mix: &[fixture::Event]) -> String {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -110,19 +141,20 @@ fn header(args: &BenchArgs, mix: &[fixture::Event]) -> String {
         .unwrap_or_default();
     format!(
         "## shardline-bench{}\n\n\
-         commit {commit}, transport compression {}, {cores} cores ({cpu}), load average at start {}\
-         shards {}, in-flight cap {}, mix: {}\n\n",
+         commit {commit}, transport compression {}, {cores} cores ({cpu}), load average at start {}, \
+         broker {}, shards {}, in-flight cap {}, mix: {}\n\n",
         if args.quick {
             " --quick (numbers mean nothing)"
         } else {
             ""
         },
         compression(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-            + ", ",
+        load_average(),
+        if args.cluster {
+            "3-node loopback cluster, R3 streams"
+        } else {
+            "one nats-server, R1 streams"
+        },
         args.shards,
         args.max_inflight,
         fixture::describe(mix),

@@ -31,6 +31,9 @@ pub struct GatewayArgs {
     pub nats_url: String,
     /// Cap on unacknowledged publishes.
     pub max_inflight: usize,
+    /// Replicas of the streams (3 on the cluster), so the gateway keeps what the
+    /// benchmark declared.
+    pub replicas: usize,
 }
 
 /// Runs Shardline's gateway (the library's `run`) until stdin closes.
@@ -47,6 +50,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     );
     config.max_concurrency = Some(u16::try_from(args.shard_total).unwrap_or(u16::MAX));
     config.max_inflight = args.max_inflight;
+    config.stream_replicas = args.replicas;
     // Every round starts fresh sessions, as the baseline does: no resume of the
     // previous round's stored session.
     config.session_max_age_secs = 0;
@@ -161,7 +165,7 @@ impl<H: Handler> Handler for Probed<H> {
 /// If NATS cannot be reached or a worker fails.
 pub async fn worker(args: ConsumerArgs) -> anyhow::Result<()> {
     let probe = Probe::new(args.interval);
-    let client = async_nats::connect(&args.nats_url).await?;
+    let client = async_nats::connect(shardline_jetstream::server_urls(&args.nats_url)).await?;
     let shutdown = CancellationToken::new();
     let events = Handlers::new().on("events.>", NoOp(probe.clone()));
     // With a REST base, the command worker's own handler: defer through twilight-http
@@ -203,7 +207,7 @@ pub async fn worker(args: ConsumerArgs) -> anyhow::Result<()> {
 /// If NATS cannot be reached or a consumer is missing.
 pub async fn drain(args: ConsumerArgs) -> anyhow::Result<()> {
     let probe = Probe::new(args.interval);
-    let client = async_nats::connect(&args.nats_url).await?;
+    let client = async_nats::connect(shardline_jetstream::server_urls(&args.nats_url)).await?;
     let js = jetstream::new(client);
     for spec in [&EVENT_WORKER, &COMMAND_WORKER] {
         shardline_jetstream::reconcile_consumer(&js, spec).await?;

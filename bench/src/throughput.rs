@@ -80,6 +80,18 @@ fn per_event(before: Usage, after: Usage, events: usize) -> f64 {
 }
 
 async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow::Result<Run> {
+    one_at(env, system, mix, events, None).await
+}
+
+/// One run of `system` playing `events` at `rate` events/s in all (`None`: as fast as
+/// backpressure lets), measured from the first dispatch to the last message stored.
+pub(crate) async fn one_at(
+    env: &Env,
+    system: System,
+    mix: &[Event],
+    events: usize,
+    rate: Option<u32>,
+) -> anyhow::Result<Run> {
     let running = env.launch(system, Duration::ZERO, false).await?;
     let base = env.stored().await?;
     let (i0, c0, o0, n0) = (
@@ -89,7 +101,7 @@ async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow:
         nats_usage(),
     );
     let start = Instant::now();
-    env.play(mix, events, None, |_, _| None).await;
+    env.play(mix, events, rate, |_, _| None).await;
     let want = base + events as u64;
     wait_for("every event stored", RUN_LIMIT, || async {
         env.stored().await.unwrap_or(0) >= want

@@ -141,6 +141,13 @@ pub struct Config {
     #[arg(long, env = "MAX_INFLIGHT_PUBLISHES", default_value_t = 4096)]
     pub max_inflight: usize,
 
+    /// Most payload bytes awaiting a JetStream ack; past it, shards stop reading.
+    /// Bounds memory in a storm of large events (1 MiB `GUILD_CREATE`s) where the
+    /// count alone would not. Peak memory is about this plus one event per shard plus
+    /// a constant (see docs/gateway.md).
+    #[arg(long, env = "MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+
     /// Replicas of each stream when the gateway creates it (3 on a cluster).
     #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
@@ -216,6 +223,7 @@ impl Config {
             nats_auth: NatsAuth::default(),
             metrics_addr: None,
             max_inflight: 4096,
+            max_inflight_bytes: 64 * 1024 * 1024,
             stream_replicas: 1,
             session_max_age_secs: 60,
             publish_give_up_after_secs: 300,

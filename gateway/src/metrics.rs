@@ -22,6 +22,9 @@ pub const PUBLISH_ERRORS: &str = "gateway_publish_errors_total";
 pub const PUBLISH_DURATION: &str = "gateway_publish_duration_seconds";
 /// Publishes awaiting an ack or a retry.
 pub const PUBLISH_INFLIGHT: &str = "gateway_publish_inflight";
+/// Payload bytes of the publishes awaiting an ack or a retry (held against
+/// `MAX_INFLIGHT_BYTES`).
+pub const PUBLISH_INFLIGHT_BYTES: &str = "gateway_publish_inflight_bytes";
 /// Payloads sent zstd-compressed because they exceed the server's `max_payload`.
 pub const PAYLOADS_COMPRESSED: &str = "gateway_payloads_compressed_total";
 /// 1 while the shard has a live session, else 0, by `shard`.
@@ -115,6 +118,11 @@ pub fn register(shards: &[u32]) {
     describe_counter!(PUBLISH_ERRORS, "Failed publish attempts (retried)");
     describe_histogram!(PUBLISH_DURATION, Unit::Seconds, "Publish to JetStream ack");
     describe_gauge!(PUBLISH_INFLIGHT, "Publishes awaiting an ack or a retry");
+    describe_gauge!(
+        PUBLISH_INFLIGHT_BYTES,
+        Unit::Bytes,
+        "Payload bytes awaiting an ack or a retry"
+    );
     describe_gauge!(SHARD_CONNECTED, "1 while the shard has a live session");
     describe_gauge!(SHARD_LATENCY, Unit::Seconds, "Heartbeat round trip");
     describe_counter!(SHARD_RECONNECTS, "Sessions started (identify) or resumed");
@@ -142,6 +150,7 @@ pub fn register(shards: &[u32]) {
         metrics::counter!(PUBLISH_ERRORS, "error_type" => *error_type).absolute(0);
     }
     metrics::gauge!(PUBLISH_INFLIGHT).set(0.0);
+    metrics::gauge!(PUBLISH_INFLIGHT_BYTES).set(0.0);
     metrics::counter!(PAYLOADS_COMPRESSED).absolute(0);
     metrics::counter!(JETSTREAM_STATS_ERRORS).absolute(0);
     for stream in shardline_proto::topology::STREAMS {
@@ -163,6 +172,8 @@ pub fn register(shards: &[u32]) {
 pub(crate) struct PublishMetrics {
     /// [`PUBLISH_INFLIGHT`].
     pub(crate) inflight: metrics::Gauge,
+    /// [`PUBLISH_INFLIGHT_BYTES`].
+    pub(crate) inflight_bytes: metrics::Gauge,
     duration: metrics::Histogram,
     /// Per stream: [`EVENTS_PUBLISHED`] and [`EVENTS_DEDUPLICATED`].
     by_stream: Vec<(&'static str, metrics::Counter, metrics::Counter)>,
@@ -183,6 +194,7 @@ impl PublishMetrics {
             .collect();
         Self {
             inflight: metrics::gauge!(PUBLISH_INFLIGHT),
+            inflight_bytes: metrics::gauge!(PUBLISH_INFLIGHT_BYTES),
             duration: metrics::histogram!(PUBLISH_DURATION),
             by_stream,
         }

@@ -6,11 +6,14 @@
 //! with backoff by its own task, with the same `Nats-Msg-Id`, so a retry that the
 //! stream already has is dropped as a duplicate, never stored twice.
 //!
-//! The bound on in-flight messages is a semaphore: a permit is taken before a
-//! publish and released only when the message is acked or given up on, retries
-//! included. At the bound, `publish` waits, the shard stops reading, and TCP pushes
-//! back on Discord: memory holds at most `max_inflight` messages, however long NATS
-//! is away.
+//! The bounds on in-flight messages are two semaphores, one counting messages and
+//! one counting payload bytes: permits are taken before a publish and released only
+//! when the message is acked or given up on, retries included. At either bound,
+//! `publish` waits, the shard stops reading, and TCP pushes back on Discord: memory
+//! holds at most `max_inflight` messages and `max_inflight_bytes` of payload, however
+//! long NATS is away. The byte budget is what holds a storm of 1 MiB
+//! `GUILD_CREATE`s: counted in messages alone, 4,096 of them would be 4 GiB. A message
+//! larger than the whole budget takes all of it and goes alone.
 //!
 //! Any failed attempt (no stream, a timeout, a broken connection) asks the caller to
 //! check the topology: after a broker restart that lost its memory streams, a core
@@ -46,9 +49,11 @@ struct Held {
     /// process exits first) keeps the session's floor below the message.
     receipt: Option<Receipt>,
     _permit: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
     /// When the first attempt started; retries stop `give_up_after` later.
     first: Instant,
     inflight: metrics::Gauge,
+    inflight_bytes: metrics::Gauge,
 }
 
 impl Held {
@@ -63,6 +68,8 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.inflight.decrement(1.0);
+        self.inflight_bytes
+            .decrement(self._bytes.num_permits() as f64);
     }
 }
 
@@ -78,6 +85,9 @@ pub struct Publisher {
     ctx: RetryContext,
     acks: mpsc::UnboundedSender<InFlight>,
     permits: Arc<Semaphore>,
+    /// Payload bytes; see [`Publisher::new`].
+    bytes: Arc<Semaphore>,
+    max_inflight_bytes: u32,
     max_payload: usize,
 }
 
@@ -111,17 +121,20 @@ struct RetryContext {
 }
 
 impl Publisher {
-    /// A publisher on `client` holding at most `max_inflight` messages, retrying a
-    /// failed publish for `give_up_after`. `check_topology` is notified when a
+    /// A publisher on `client` holding at most `max_inflight` messages and
+    /// `max_inflight_bytes` of payload (capped at 4 GiB), retrying a failed publish
+    /// for `give_up_after`. `check_topology` is notified when a
     /// publish fails in a way a lost topology explains (no stream, a timeout, a
     /// broken connection), so the caller can check the streams exist.
     pub fn new(
         client: async_nats::Client,
         max_inflight: usize,
+        max_inflight_bytes: usize,
         give_up_after: Duration,
         check_topology: Arc<Notify>,
     ) -> (Self, Drain) {
         let max_inflight = max_inflight.max(1);
+        let max_inflight_bytes = u32::try_from(max_inflight_bytes).unwrap_or(u32::MAX).max(1);
         let max_payload = client.server_info().max_payload;
         let js = jetstream::ContextBuilder::new()
             .max_ack_inflight(max_inflight)
@@ -141,6 +154,8 @@ impl Publisher {
             ctx,
             acks: tx,
             permits: Arc::new(Semaphore::new(max_inflight)),
+            bytes: Arc::new(Semaphore::new(max_inflight_bytes as usize)),
+            max_inflight_bytes,
             max_payload,
         };
         (publisher, Drain { tracker, retries })
@@ -148,7 +163,7 @@ impl Publisher {
 
     /// Queues `message` for JetStream and returns; its ack is tracked elsewhere and
     /// `receipt` is completed once it is acked or given up on. Waits while
-    /// `max_inflight` messages are outstanding.
+    /// `max_inflight` messages, or `max_inflight_bytes` of payload, are outstanding.
     ///
     /// # Cancel safety
     ///
@@ -162,6 +177,13 @@ impl Publisher {
             .acquire_owned()
             .await
             .expect("the publisher never closes its semaphore");
+        let size = u32::try_from(message.payload.len()).unwrap_or(u32::MAX);
+        let bytes = self
+            .bytes
+            .clone()
+            .acquire_many_owned(size.clamp(1, self.max_inflight_bytes))
+            .await
+            .expect("the publisher never closes its semaphore");
         let held_first = Instant::now();
         if message.payload.len() + HEADER_ROOM > self.max_payload && !self.compress(&mut message) {
             receipt.complete(); // Counted as dropped: the floor may pass it.
@@ -169,12 +191,16 @@ impl Publisher {
         }
         let inflight = self.ctx.metrics.inflight.clone();
         inflight.increment(1.0);
+        let inflight_bytes = self.ctx.metrics.inflight_bytes.clone();
+        inflight_bytes.increment(bytes.num_permits() as f64);
         let held = Held {
             message,
             receipt: Some(receipt),
             _permit: permit,
+            _bytes: bytes,
             first: held_first,
             inflight,
+            inflight_bytes,
         };
         let started = Instant::now();
         match send(&self.ctx.js, &held.message).await {

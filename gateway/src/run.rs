@@ -105,6 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let (publisher, drain) = Publisher::new(
         client.clone(),
         config.max_inflight,
+        config.max_inflight_bytes,
         config.publish_give_up_after(),
         check_topology,
     );

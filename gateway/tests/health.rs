@@ -22,6 +22,7 @@ const NAMES: &[&str] = &[
     "gateway_publish_errors_total",
     "gateway_publish_duration_seconds_bucket",
     "gateway_publish_inflight",
+    "gateway_publish_inflight_bytes",
     "gateway_shard_connected",
     "gateway_shard_latency_seconds",
     "gateway_shard_reconnects_total",
