@@ -33,6 +33,24 @@ pub struct Window {
     pub from: Duration,
     /// When the part was back.
     pub to: Duration,
+    /// The one consumer it can disturb (a worker's kill), or `None` for all of them
+    /// (NATS, PostgreSQL).
+    pub affects: Option<String>,
+}
+
+/// A message a worker gave up on, as the DEAD_LETTER stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The consumer that gave up.
+    pub consumer: String,
+    /// The original `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// `terminal`, `undecodable` or `max_deliveries`.
+    pub kind: String,
+    /// Why, in words.
+    pub reason: String,
+    /// When (since the soak's epoch).
+    pub at: Duration,
 }
 
 /// A consumer's state at the end.
@@ -59,8 +77,8 @@ pub struct Inputs<'a> {
     pub answers: &'a HashMap<AnswerKey, Duration>,
     /// `event-worker` and `command-worker` at the end.
     pub consumers: &'a [ConsumerEnd],
-    /// Dead letters per consumer.
-    pub dead_letters: &'a BTreeMap<String, u64>,
+    /// Every dead letter.
+    pub dead_letters: &'a [DeadLetter],
     /// Interaction callbacks (defers) the simulator received: interaction id, when.
     pub defers: &'a [(u64, Duration)],
     /// The faults.
@@ -105,9 +123,10 @@ pub struct Counts {
     pub duplicated_events: Vec<(String, Vec<u64>)>,
     /// Messages in EVENTS the traffic did not send (READY's lazy GUILD_CREATEs).
     pub other_events: u64,
-    /// Interactions never deferred (never stored, or stored and never handled).
+    /// Interactions neither deferred nor dead-lettered (never stored, or stored
+    /// and never handled).
     pub lost_interactions: Vec<u64>,
-    /// COMMANDS messages beyond one per deferred interaction.
+    /// COMMANDS messages beyond one per interaction deferred or dead-lettered.
     pub duplicated_commands: u64,
     /// Interactions deferred more than once (a handler ran twice).
     pub deferred_twice: u64,
@@ -115,8 +134,9 @@ pub struct Counts {
     pub deferred_twice_unexplained: u64,
     /// Per consumer.
     pub handlers: Vec<HandlerCount>,
-    /// Dead letters per consumer.
-    pub dead_letters: BTreeMap<String, u64>,
+    /// Dead letters by consumer, kind and the fault that explains them (`None`:
+    /// unexplained), with one reason as an example.
+    pub dead_letters: BTreeMap<(String, String, Option<String>), (u64, String)>,
 }
 
 impl Counts {
@@ -127,7 +147,10 @@ impl Counts {
             && self.lost_interactions.is_empty()
             && self.duplicated_commands == 0
             && self.deferred_twice_unexplained == 0
-            && self.dead_letters.values().all(|n| *n == 0)
+            && self
+                .dead_letters
+                .keys()
+                .all(|(_, _, fault)| fault.is_some())
             && self
                 .handlers
                 .iter()
@@ -139,24 +162,63 @@ impl Counts {
 /// consumer's ack wait (a worker's reconnect, the consumer leader's election).
 pub const ATTRIBUTION_MARGIN: Duration = Duration::from_secs(15);
 
-fn attribute(faults: &[Window], at: Duration, ack_wait: Duration) -> Option<&str> {
+/// The fault that explains something seen at `at` on `consumer`: one whose window
+/// holds the time its unanswered delivery was made (`at` less the ack wait), else
+/// one whose window holds `at` itself.
+fn attribute<'a>(
+    faults: &'a [Window],
+    consumer: &str,
+    at: Duration,
+    ack_wait: Duration,
+) -> Option<&'a str> {
+    let relevant = |w: &&Window| w.affects.as_deref().is_none_or(|c| c == consumer);
+    let origin = at.saturating_sub(ack_wait);
     faults
         .iter()
+        .filter(relevant)
         .rev()
-        .find(|w| w.from <= at && at <= w.to + ack_wait + ATTRIBUTION_MARGIN)
+        .find(|w| w.from <= origin && origin <= w.to + ATTRIBUTION_MARGIN)
+        .or_else(|| {
+            faults
+                .iter()
+                .filter(relevant)
+                .rev()
+                .find(|w| w.from <= at && at <= w.to + ack_wait + ATTRIBUTION_MARGIN)
+        })
         .map(|w| w.label.as_str())
 }
 
 /// Counts.
 pub fn count(inputs: &Inputs<'_>) -> Counts {
-    let mut counts = Counts {
-        dead_letters: inputs.dead_letters.clone(),
-        ..Counts::default()
+    let mut counts = Counts::default();
+    let wait_of = |durable: &str| {
+        inputs
+            .consumers
+            .iter()
+            .find(|c| c.durable == durable)
+            .map_or(Duration::ZERO, |c| c.ack_wait)
     };
+    for dead in inputs.dead_letters {
+        let fault = attribute(
+            inputs.faults,
+            &dead.consumer,
+            dead.at,
+            wait_of(&dead.consumer),
+        );
+        let entry = counts
+            .dead_letters
+            .entry((
+                dead.consumer.clone(),
+                dead.kind.clone(),
+                fault.map(str::to_owned),
+            ))
+            .or_insert((0, dead.reason.clone()));
+        entry.0 += 1;
+    }
     let mut interactions = Vec::new();
     for sent in inputs.sent {
         match sent.interaction {
-            Some(id) => interactions.push(id),
+            Some(id) => interactions.push((id, sent.msg_id.as_str())),
             None => {
                 counts.sent_events += 1;
                 if !inputs.events.by_id.contains_key(&sent.msg_id) {
@@ -181,24 +243,26 @@ pub fn count(inputs: &Inputs<'_>) -> Counts {
     for (id, at) in inputs.defers {
         defers.entry(*id).or_default().push(*at);
     }
-    let command_wait = inputs
-        .consumers
-        .iter()
-        .find(|c| c.durable == "command-worker")
-        .map_or(Duration::ZERO, |c| c.ack_wait);
+    let command_wait = wait_of("command-worker");
     for times in defers.values().filter(|t| t.len() > 1) {
         counts.deferred_twice += 1;
-        if attribute(inputs.faults, times[1], command_wait).is_none() {
+        if attribute(inputs.faults, "command-worker", times[1], command_wait).is_none() {
             counts.deferred_twice_unexplained += 1;
         }
     }
+    let dead: HashSet<&str> = inputs
+        .dead_letters
+        .iter()
+        .filter(|d| d.consumer == "command-worker")
+        .map(|d| d.msg_id.as_str())
+        .collect();
     counts.lost_interactions = interactions
         .iter()
-        .copied()
-        .filter(|id| !defers.contains_key(id))
+        .filter(|(id, msg_id)| !defers.contains_key(id) && !dead.contains(msg_id))
+        .map(|(id, _)| *id)
         .collect();
-    let deferred = interactions.len() as u64 - counts.lost_interactions.len() as u64;
-    counts.duplicated_commands = inputs.commands_stored.saturating_sub(deferred);
+    let accounted = interactions.len() as u64 - counts.lost_interactions.len() as u64;
+    counts.duplicated_commands = inputs.commands_stored.saturating_sub(accounted);
 
     let events_seqs: Vec<u64> = inputs.events.by_id.values().flatten().copied().collect();
     let commands_seqs: Vec<u64> = (1..=inputs.commands_stored).collect();
@@ -258,7 +322,7 @@ fn handler_count(
         } else if twice || delivered > 1 {
             count.duplicated += 1;
             let at = if twice { done[1].2 } else { at };
-            match attribute(faults, at, consumer.ack_wait) {
+            match attribute(faults, &consumer.durable, at, consumer.ack_wait) {
                 Some(label) => *count.explained.entry(label.to_owned()).or_default() += 1,
                 None => count.unexplained += 1,
             }

@@ -59,7 +59,7 @@ fn a_clean_run_counts_nothing_lost_or_duplicated() {
         commands_stored: 1,
         answers: &answers,
         consumers: &consumers(3, 1),
-        dead_letters: &BTreeMap::new(),
+        dead_letters: &[],
         defers: &[(77, S(1))],
         faults: &[],
     });
@@ -79,7 +79,7 @@ fn lost_and_duplicated_at_the_stream_are_named() {
         commands_stored: 2,
         answers: &HashMap::new(),
         consumers: &consumers(2, 2),
-        dead_letters: &BTreeMap::new(),
+        dead_letters: &[],
         defers: &[],
         faults: &[],
     });
@@ -105,6 +105,7 @@ fn redeliveries_are_attributed_to_faults_and_retries_are_not_duplicates() {
         label: "event-worker-0 SIGKILL".to_owned(),
         from: S(10),
         to: S(12),
+        affects: Some("event-worker".to_owned()),
     };
     let answers: HashMap<_, _> = [
         // Redelivered after the kill: within 12 + 15 + margin.
@@ -126,7 +127,13 @@ fn redeliveries_are_attributed_to_faults_and_retries_are_not_duplicates() {
         commands_stored: 0,
         answers: &answers,
         consumers: &consumers(4, 0),
-        dead_letters: &BTreeMap::from([("event-worker".to_owned(), 1)]),
+        dead_letters: &[DeadLetter {
+            consumer: "event-worker".to_owned(),
+            msg_id: "a:4".to_owned(),
+            kind: "terminal".to_owned(),
+            reason: "handler gave up".to_owned(),
+            at: S(60),
+        }],
         defers: &[],
         faults: &[kill],
     });
@@ -148,6 +155,7 @@ fn an_interaction_deferred_twice_is_a_duplicate_unless_a_fault_explains_it() {
         label: "command-worker-1 SIGKILL".to_owned(),
         from: S(10),
         to: S(11),
+        affects: Some("command-worker".to_owned()),
     };
     let defers = [(1, S(9)), (1, S(12)), (2, S(200)), (2, S(201))];
     let counts = count(&Inputs {
@@ -156,12 +164,64 @@ fn an_interaction_deferred_twice_is_a_duplicate_unless_a_fault_explains_it() {
         commands_stored: 2,
         answers: &HashMap::new(),
         consumers: &consumers(0, 2),
-        dead_letters: &BTreeMap::new(),
+        dead_letters: &[],
         defers: &defers,
         faults: &[kill],
     });
     assert_eq!(counts.deferred_twice, 2);
     assert_eq!(counts.deferred_twice_unexplained, 1);
     assert_eq!(counts.duplicated_commands, 0);
+    assert!(!counts.clean());
+}
+
+#[test]
+fn a_dead_lettered_interaction_is_not_lost_and_only_a_fault_that_touches_its_consumer_explains_it()
+{
+    let sent = [sent("a:1", Some(1)), sent("a:2", Some(2))];
+    let faults = [
+        Window {
+            label: "event-worker-0 SIGKILL".to_owned(),
+            from: S(10),
+            to: S(11),
+            affects: Some("event-worker".to_owned()),
+        },
+        Window {
+            label: "nats-1 SIGKILL, store kept".to_owned(),
+            from: S(100),
+            to: S(108),
+            affects: None,
+        },
+    ];
+    let dead = |msg_id: &str, at| DeadLetter {
+        consumer: "command-worker".to_owned(),
+        msg_id: msg_id.to_owned(),
+        kind: "terminal".to_owned(),
+        reason: "defer failed after Discord's 3 s deadline".to_owned(),
+        at,
+    };
+    let counts = count(&Inputs {
+        sent: &sent,
+        events: &Stored::default(),
+        commands_stored: 2,
+        answers: &HashMap::new(),
+        consumers: &consumers(0, 2),
+        dead_letters: &[dead("a:1", S(12)), dead("a:2", S(105))],
+        defers: &[],
+        faults: &faults,
+    });
+    assert!(counts.lost_interactions.is_empty());
+    assert_eq!(counts.duplicated_commands, 0);
+    let by_fault: Vec<_> = counts
+        .dead_letters
+        .iter()
+        .map(|((_, _, fault), (n, _))| (fault.clone(), *n))
+        .collect();
+    assert_eq!(
+        by_fault,
+        [
+            (None, 1),
+            (Some("nats-1 SIGKILL, store kept".to_owned()), 1)
+        ]
+    );
     assert!(!counts.clean());
 }

@@ -11,7 +11,7 @@ mod schedule;
 mod traffic;
 
 pub use audit::{Answer, AnswerKey, Stored, parse_answer};
-pub use count::{ConsumerEnd, Counts, HandlerCount, Inputs, Window, count};
+pub use count::{ConsumerEnd, Counts, DeadLetter, HandlerCount, Inputs, Window, count};
 pub use faults::Done;
 pub use report::render;
 pub use run::{Outcome, Settings, run, schedule};

@@ -107,7 +107,7 @@ fn counts(out: &mut String, c: &Counts) {
     );
     let _ = writeln!(
         out,
-        "interactions (COMMANDS): sent {:>6}  lost {:>4}  duplicated {:>4}",
+        "interactions (COMMANDS): sent {:>6}  lost {:>4}  duplicated {:>4}   (each deferred or dead-lettered)",
         c.sent_interactions,
         c.lost_interactions.len(),
         c.duplicated_commands
@@ -119,7 +119,7 @@ fn counts(out: &mut String, c: &Counts) {
         let _ = writeln!(out, "  duplicated event {id} at stream sequences {seqs:?}");
     }
     for id in c.lost_interactions.iter().take(10) {
-        let _ = writeln!(out, "  interaction {id} never deferred");
+        let _ = writeln!(out, "  interaction {id} neither deferred nor dead-lettered");
     }
     let _ = writeln!(out, "\n== at the handlers");
     for h in &c.handlers {
@@ -147,5 +147,17 @@ fn counts(out: &mut String, c: &Counts) {
         "interactions deferred twice: {} (unexplained {})",
         c.deferred_twice, c.deferred_twice_unexplained
     );
-    let _ = writeln!(out, "dead letters: {:?}", c.dead_letters);
+    let _ = writeln!(out, "\n== dead letters");
+    if c.dead_letters.is_empty() {
+        let _ = writeln!(out, "none");
+    }
+    for ((consumer, kind, fault), (n, reason)) in &c.dead_letters {
+        let why = fault
+            .as_deref()
+            .map_or("UNEXPLAINED".to_owned(), |f| format!("during {f}"));
+        let _ = writeln!(
+            out,
+            "{consumer:<15} {kind:<15} {n:>5}  {why}; e.g. {reason}"
+        );
+    }
 }

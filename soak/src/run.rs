@@ -1,23 +1,24 @@
 //! The soak from start to end: the parts, the traffic and the schedule, the drain,
 //! then the count.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
 use shardline_discord_sim::{RestLimits, SimConfig, Simulator};
+use shardline_proto::headers;
 use shardline_proto::topology::{
     COMMAND_WORKER, COMMANDS, DEAD_LETTER, ELIGIBILITY_WORKER, EVENT_WORKER, SYNC_WORKER,
 };
 use shardline_testkit::{NatsCluster, PgServer};
 
 use crate::audit::{Audit, operator};
-use crate::count::{ConsumerEnd, Counts, Inputs, Window, count};
+use crate::count::{ConsumerEnd, Counts, DeadLetter, Inputs, Window, count};
 use crate::faults::{Done, Parts, inject};
 use crate::fleet::{Fleet, Wiring};
-use crate::schedule::{Planned, plan};
+use crate::schedule::{Fault, Planned, plan};
 use crate::traffic::{self, Sent};
 
 /// How a soak runs.
@@ -255,15 +256,7 @@ async fn gather(
             ack_wait: spec.ack_wait,
         });
     }
-    let mut dead_letters = BTreeMap::new();
-    if let Ok(stream) = js.get_stream(DEAD_LETTER.name).await {
-        let mut subjects = stream.info_with_subjects("deadletter.>").await?;
-        use futures_util::TryStreamExt;
-        while let Some((subject, n)) = subjects.try_next().await? {
-            let consumer = subject.split('.').nth(1).unwrap_or_default().to_owned();
-            *dead_letters.entry(consumer).or_default() += n as u64;
-        }
-    }
+    let dead_letters = read_dead_letters(js, epoch_wall).await?;
     let defers: Vec<(u64, Duration)> = sim
         .interaction_callbacks()
         .into_iter()
@@ -276,12 +269,21 @@ async fn gather(
             ))
         })
         .collect();
+    // A gateway fault cannot make a worker see a message twice or give up on one.
     let windows: Vec<Window> = faults
         .iter()
-        .map(|f| Window {
-            label: f.planned.fault.to_string(),
-            from: f.from,
-            to: f.to,
+        .filter_map(|f| {
+            let affects = match f.planned.fault {
+                Fault::GatewayTerm { .. } | Fault::GatewayKill { .. } => return None,
+                Fault::WorkerKill { role, .. } => Some(role.user().to_owned()),
+                Fault::NatsKill { .. } | Fault::DatabaseKill => None,
+            };
+            Some(Window {
+                label: f.planned.fault.to_string(),
+                from: f.from,
+                to: f.to,
+                affects,
+            })
         })
         .collect();
     Ok(count(&Inputs {
@@ -294,6 +296,55 @@ async fn gather(
         defers: &defers,
         faults: &windows,
     }))
+}
+
+/// Every letter in DEAD_LETTER (none when the stream was never created).
+async fn read_dead_letters(
+    js: &async_nats::jetstream::Context,
+    epoch_wall: SystemTime,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    use futures_util::StreamExt;
+    let Ok(stream) = js.get_stream(DEAD_LETTER.name).await else {
+        return Ok(Vec::new());
+    };
+    let total = stream.cached_info().state.messages;
+    let mut letters = Vec::new();
+    if total == 0 {
+        return Ok(letters);
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            headers_only: true,
+            ..OrderedConfig::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while (letters.len() as u64) < total {
+        let Some(message) = messages.next().await else {
+            break;
+        };
+        let message = message?;
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        let at_nanos: u64 = header(headers::DEAD_LETTER_AT).parse().unwrap_or_default();
+        let at = (SystemTime::UNIX_EPOCH + Duration::from_nanos(at_nanos))
+            .duration_since(epoch_wall)
+            .unwrap_or_default();
+        letters.push(DeadLetter {
+            consumer: header(headers::DEAD_LETTER_CONSUMER),
+            msg_id: header(headers::DEAD_LETTER_MSG_ID),
+            kind: header(headers::DEAD_LETTER_KIND),
+            reason: header(headers::DEAD_LETTER_REASON),
+            at,
+        });
+    }
+    Ok(letters)
 }
 
 /// Whether every worker's consumer has delivered everything and holds nothing
