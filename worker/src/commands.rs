@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, kv};
 use shardline_proto::kv::DEFERRED_INTERACTIONS;
 use shardline_proto::payload::Interaction;
 use shardline_proto::subject;
+use shardline_proto::topology::COMMAND_WORKER;
 use twilight_http::api_error::ApiError;
 use twilight_http::error::ErrorType;
 use twilight_model::application::interaction::{InteractionData, InteractionType};
@@ -25,8 +26,13 @@ use crate::{Context, Handler, Handlers, Outcome};
 const ALREADY_ACKNOWLEDGED: u64 = 40060;
 /// After this long, Discord no longer accepts the first response.
 const DEFER_DEADLINE: Duration = Duration::from_secs(3);
-/// A failed defer is retried this soon, to still meet the deadline.
-const DEFER_RETRY: Duration = Duration::from_millis(250);
+/// A failed defer is retried this soon: the consumer's deliveries spread over 90% of
+/// the deadline. Spaced closer, a refusal lasting a second (the REST proxy taking
+/// its lease over while NATS elects a leader) used every delivery up and
+/// dead-lettered interactions that Discord still would have accepted.
+pub(crate) const DEFER_RETRY: Duration = Duration::from_millis(
+    DEFER_DEADLINE.as_millis() as u64 * 9 / 10 / (COMMAND_WORKER.max_deliver as u64 - 1),
+);
 
 /// What a command answers once it is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
