@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context as _;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use shardline_discord_sim::{RestLimits, SimConfig, Simulator};
 use shardline_proto::headers;
@@ -80,8 +79,9 @@ impl Outcome {
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
-    async move { tokio::task::spawn_blocking(f).await.expect("no panic") }
+/// Runs blocking start-up work (a cluster, a database) off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("no panic")
 }
 
 /// Runs the soak, printing the schedule first.
@@ -138,10 +138,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<Outcome> {
     for gateway in &mut fleet.gateways {
         gateway.start()?;
     }
+    // A gateway whose start fails (a JetStream request timing out on a cluster that
+    // has just formed) exits; a supervisor (ECS) starts it again, and so does this.
+    let starting = Instant::now();
     for shard in 0..settings.shard_total {
-        tokio::time::timeout(Duration::from_secs(60), sim.wait_ready(shard))
+        while tokio::time::timeout(Duration::from_secs(1), sim.wait_ready(shard))
             .await
-            .with_context(|| format!("shard {shard} never became ready"))?;
+            .is_err()
+        {
+            anyhow::ensure!(
+                starting.elapsed() < Duration::from_secs(120),
+                "shard {shard} never became ready"
+            );
+            for gateway in &mut fleet.gateways {
+                if let Some(status) = gateway.exited() {
+                    println!(
+                        "{} exited at start ({status}); starting it again",
+                        gateway.name()
+                    );
+                    gateway.start()?;
+                }
+            }
+        }
     }
     for worker in fleet.workers.values_mut() {
         worker.start()?;
