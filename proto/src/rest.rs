@@ -148,7 +148,7 @@ impl Refusal {
 /// (the proxy sets it from `REST_LEASE_TTL_MS`; this is the default).
 pub const LEASE: KvSpec = KvSpec {
     bucket: "shardline-rest-lease",
-    max_age: Duration::from_secs(3),
+    max_age: Duration::from_secs(6),
     storage: Storage::Memory,
 };
 

@@ -84,8 +84,10 @@ pub struct Config {
     pub upstream_retries: u32,
 
     /// Life of the enforcing instance's lease in NATS KV, in milliseconds: how long
-    /// the replicas go without an enforcer when it dies.
-    #[arg(long, env = "REST_LEASE_TTL_MS", default_value_t = 3_000)]
+    /// the replicas go without an enforcer when it dies. Refreshed every sixth of it,
+    /// so the holder keeps sending through the 3-4 s a cluster takes to elect a new
+    /// leader for the lease's bucket after a node dies.
+    #[arg(long, env = "REST_LEASE_TTL_MS", default_value_t = 6_000)]
     pub lease_ttl_ms: u64,
 
     /// How often the enforcing instance copies its limit state to NATS KV, in

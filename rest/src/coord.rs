@@ -1,7 +1,7 @@
 //! One enforcer for the fleet: a lease in NATS KV.
 //!
 //! Whoever creates the [`LEASE_KEY`] (`create` fails while it exists) enforces the
-//! limits and sends to Discord; it refreshes the key by revision every third of
+//! limits and sends to Discord; it refreshes the key by revision every sixth of
 //! the lease's life, and the bucket's `max_age` expires it when its holder stops.
 //! The holder may send only until its lease's life after the refresh was *sent*:
 //! the server expires the key later than that, so two instances never send at once.
@@ -144,7 +144,9 @@ impl Coordinator {
                 None
             }
         };
-        let refresh_every = self.ttl / 3;
+        // Often enough that, however late in the interval NATS becomes unreachable, the
+        // lease outlives a leader election (3-4 s) of its bucket.
+        let refresh_every = self.ttl / 6;
         let mut last_refresh = Instant::now();
         loop {
             if stop.is_cancelled() {

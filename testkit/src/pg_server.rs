@@ -289,6 +289,15 @@ fn group_alive(pgid: u32) -> bool {
     })
 }
 
+/// Whether a log line says the server itself failed to start: a FATAL of the
+/// postmaster (its pid in the line) or a port it could not bind. A FATAL of another
+/// process is a client turned away ("the database system is starting up" while a
+/// killed server recovers and the workers reconnect): the server is fine.
+fn startup_failed(line: &str, postmaster: u32) -> bool {
+    line.contains("could not bind")
+        || (line.contains("FATAL") && line.contains(&format!("[{postmaster}]")))
+}
+
 /// Starts `postgres` and waits until it accepts connections; on failure, its log.
 fn start_postgres(
     data: &Path,
@@ -320,6 +329,7 @@ fn start_postgres(
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", pg_binary("postgres")))?;
     let stderr = child.stderr.take().expect("piped stderr");
+    let postmaster = child.id();
     let (tx, rx) = mpsc::channel();
     let echo = std::env::var_os("SHARDLINE_PG_LOG").is_some();
     std::thread::spawn(move || {
@@ -335,7 +345,7 @@ fn start_postgres(
                 if line.contains("ready to accept connections") {
                     let _ = sender.send(Ok(()));
                     tx = None;
-                } else if line.contains("FATAL") || line.contains("could not bind") {
+                } else if startup_failed(&line, postmaster) {
                     let _ = sender.send(Err(std::mem::take(&mut log)));
                     tx = None;
                 }
@@ -357,5 +367,24 @@ fn start_postgres(
             let _ = child.wait();
             Err("postgres did not report ready within 60 s".to_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_failed;
+
+    #[test]
+    fn a_client_turned_away_during_recovery_is_not_a_failed_start() {
+        // Lines a restart after SIGKILL logged while workers reconnected (chaos soak).
+        let client =
+            "2026-11-30 22:05:51.254 UTC [16500] FATAL:  the database system is starting up";
+        assert!(!startup_failed(client, 16493));
+        let own = "2026-11-30 22:05:51.239 UTC [16493] FATAL:  lock file \"postmaster.pid\" already exists";
+        assert!(startup_failed(own, 16493));
+        let bind = "2026-11-30 22:05:51.239 UTC [16493] LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
+        assert!(startup_failed(bind, 16493));
+        let recovery = "2026-11-30 22:05:51.253 UTC [16499] LOG:  redo starts at 0/35C5F38";
+        assert!(!startup_failed(recovery, 16493));
     }
 }

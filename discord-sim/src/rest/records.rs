@@ -190,6 +190,11 @@ impl Simulator {
                 left: times,
             });
     }
+
+    /// Ends every injected fault: an outage a test holds for a time, then lifts.
+    pub fn clear_rest_faults(&self) {
+        self.shared().lock().rest.faults.clear();
+    }
 }
 
 /// The most requests counted against the global limit that `bot` (a token; `None`

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shardline_proto::interaction::{FIRST_RESPONSE_DEADLINE, fallback_response};
 use shardline_proto::payload::Interaction;
+use shardline_proto::topology::COMMAND_WORKER;
 use twilight_model::application::interaction::InteractionType;
 use twilight_model::http::interaction::InteractionResponse;
 
@@ -12,8 +13,13 @@ use super::reply::{already_acknowledged, first_response};
 use super::{CommandError, InteractionHandler, NOT_AVAILABLE};
 use crate::{Context, Outcome};
 
-/// A failed defer is retried this soon, to still meet the deadline.
-const DEFER_RETRY: Duration = Duration::from_millis(250);
+/// A failed defer is retried this soon: the consumer's deliveries spread over 90% of
+/// the deadline. Spaced closer, a refusal lasting a second (the REST proxy taking
+/// its lease over while NATS elects a leader) used every delivery up and
+/// dead-lettered interactions that Discord still would have accepted.
+pub(crate) const DEFER_RETRY: Duration = Duration::from_millis(
+    FIRST_RESPONSE_DEADLINE.as_millis() as u64 * 9 / 10 / (COMMAND_WORKER.max_deliver as u64 - 1),
+);
 
 impl InteractionHandler {
     /// `age`: how long ago the gateway received the interaction.
