@@ -216,7 +216,7 @@ mod tests {
         let cases: [(&str, Change); 4] = [
             ("REST_GLOBAL_LIMIT", |c| c.global_limit = 0),
             ("REST_REPLICATE_INTERVAL_MS", |c| {
-                c.replicate_interval_ms = 5_000
+                c.replicate_interval_ms = c.lease_ttl_ms
             }),
             ("REST_UPSTREAM_URL", |c| {
                 c.upstream_url = "discord.com".into()

@@ -58,7 +58,13 @@ fn child_sender() {
                     let _permit = permits.acquire_owned().await.unwrap();
                     let nonce = id * 1_000_000 + i;
                     let mut retries = 0u64;
-                    for attempt in 0..200 {
+                    // Long enough for any handover (a lease's life and more): what
+                    // fails for longer counts as failed.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    for attempt in 0.. {
+                        if std::time::Instant::now() >= deadline {
+                            break;
+                        }
                         let client = &clients[(id as usize + attempt) % clients.len()];
                         let result = client
                             .create_message(Id::new(channel))
@@ -71,7 +77,9 @@ fn child_sender() {
                                 retries += 1;
                                 let wait = shardline_worker::rest_refusal::retry_after(&e)
                                     .unwrap_or(Duration::from_millis(50));
-                                tokio::time::sleep(wait.min(Duration::from_secs(2))).await;
+                                let wait =
+                                    wait.clamp(Duration::from_millis(20), Duration::from_secs(2));
+                                tokio::time::sleep(wait).await;
                             }
                         }
                     }
