@@ -138,7 +138,25 @@ async fn a_core_subscriber_through_a_broker_restart_does_not_keep_the_streams_aw
         }
     });
     gate.open();
-    let played = playing.await.unwrap().len();
+    // Bounded, and what the gateway was doing said, should a shard never read again.
+    let played = match tokio::time::timeout(PATIENCE * 2, playing).await {
+        Ok(sent) => sent.unwrap().len(),
+        Err(_) => panic!(
+            "the simulator's traffic never finished: {} sent; gateway in flight {}, \
+             publish timeouts {}, EVENTS repairs {}, shards connected {}",
+            sim.sent_count(),
+            metric(addr, "gateway_publish_inflight", "").await,
+            metric(
+                addr,
+                "gateway_publish_errors_total",
+                r#"error_type="timed_out""#
+            )
+            .await,
+            metric(addr, "gateway_topology_repairs_total", r#"stream="EVENTS""#).await,
+            metric(addr, "gateway_shard_connected", r#"shard="0""#).await
+                + metric(addr, "gateway_shard_connected", r#"shard="1""#).await,
+        ),
+    };
 
     let checked = stored_once_since(&nats, &sim, killed_at).await;
     let timed_out = metric(
