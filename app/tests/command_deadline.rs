@@ -16,7 +16,7 @@ use shardline_proto::topology::COMMAND_WORKER;
 use shardline_testkit::{NatsServer, PgServer, eventually, init_tracing};
 use tokio_util::sync::CancellationToken;
 
-#[path = "common/commands.rs"]
+#[path = "../../worker/tests/common/commands.rs"]
 mod fixtures;
 
 /// Discord's limit for the first response.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+// The command-path fixtures are the worker runtime's own, not a copy.
+#[path = "../../../worker/tests/common/commands.rs"]
 pub mod commands;
 pub mod scenario;
 
