@@ -7,37 +7,17 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::ServerError;
 use common::{Bin, PATIENCE, TOKEN, WorkerProc};
 use shardline_app::rules::{Condition, Rule, add_rule};
 use shardline_app::{DatabaseConfig, Db};
 use shardline_discord_sim::{RestLatency, SimConfig, Simulator};
-use shardline_jetstream::{NatsAuth, auth_options};
+use shardline_jetstream::NatsAuth;
 use shardline_testkit::{NatsCluster, PgServer, eventually, init_tracing, password};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-async fn connect_as(
-    cluster: &NatsCluster,
-    user: &str,
-) -> (async_nats::Client, mpsc::UnboundedReceiver<ServerError>) {
-    let (tx, errors) = mpsc::unbounded_channel();
-    let client = auth_options(&NatsAuth::user_password(user, &password(user)))
-        .await
-        .unwrap()
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = tx.send(error);
-                }
-            }
-        })
-        .connect(shardline_jetstream::server_urls(&cluster.url()))
-        .await
-        .unwrap();
-    (client, errors)
-}
+#[path = "../../worker/tests/common/cluster_auth.rs"]
+mod cluster_auth;
+use cluster_auth::connect_as;
 
 /// Whether the server refuses `user` publishing to `subject`: publishes it, then a
 /// subject nobody may publish to, and reads the errors up to the probe's.

@@ -8,7 +8,7 @@ use async_nats::ServerError;
 use async_nats::jetstream;
 use shardline_discord_sim::{SimConfig, Simulator};
 use shardline_gateway::Config;
-use shardline_jetstream::{NatsAuth, auth_options};
+use shardline_jetstream::NatsAuth;
 use shardline_proto::topology::DEAD_LETTER;
 use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
 use shardline_worker::Worker;
@@ -16,32 +16,13 @@ use shardline_worker::commands::{self, InteractionHandler};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/cluster_auth.rs"]
+mod cluster_auth;
+use cluster_auth::connect_as;
+
 #[path = "common/commands.rs"]
 mod fixtures;
 use fixtures::{FAST_COMMANDS, Flaky, interaction};
-
-/// Connects as `user` through the binaries' own auth code, reporting server errors.
-async fn connect_as(
-    cluster: &NatsCluster,
-    user: &str,
-) -> (async_nats::Client, mpsc::UnboundedReceiver<ServerError>) {
-    let (tx, errors) = mpsc::unbounded_channel();
-    let client = auth_options(&NatsAuth::user_password(user, &password(user)))
-        .await
-        .unwrap()
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = tx.send(error);
-                }
-            }
-        })
-        .connect(shardline_jetstream::server_urls(&cluster.url()))
-        .await
-        .unwrap();
-    (client, errors)
-}
 
 /// Publishes to `subject`, then to a subject no user may publish to (the probe), and
 /// returns the permission errors the server sent up to the probe's: empty when
