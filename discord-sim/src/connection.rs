@@ -339,6 +339,14 @@ impl Conn {
                 (code, matches!(code, Some(1000 | 1001)))
             }
             End::ServerClose(code) => {
+                // Discord ends the session when it decides to close, not when the
+                // client answers: a client that reconnects before its close reply
+                // has gone out must not resume a session we just ended.
+                if code_ends_session(code)
+                    && let Some(id) = &self.session
+                {
+                    self.shared.end_session(id);
+                }
                 let frame = CloseFrame {
                     code,
                     reason: close_reason(code).into(),

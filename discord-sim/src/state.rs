@@ -322,6 +322,13 @@ impl Shared {
         Some(session.shard)
     }
 
+    /// Makes `session_id` unresumable at once (its connection may still be closing).
+    pub(crate) fn end_session(&self, session_id: &str) {
+        if let Some(session) = self.lock().sessions.get_mut(session_id) {
+            session.resumable = false;
+        }
+    }
+
     /// The live connection of `shard`'s current session.
     pub(crate) fn live_conn(&self, shard: u32) -> Option<ConnHandle> {
         let st = self.lock();

@@ -459,3 +459,33 @@ async fn server_close_4000_keeps_the_session_and_twilight_resumes() {
     );
     sim.shutdown().await;
 }
+
+/// A session-ending close ends the session when the simulator sends it: a client that
+/// reconnects and resumes before its close reply went out is refused, as Discord does.
+#[tokio::test]
+async fn a_session_ended_by_4009_cannot_be_resumed_before_the_close_completes() {
+    let sim = Simulator::start(config()).await.unwrap();
+    let mut old = RawClient::connect(&sim, "").await;
+    old.next().await;
+    old.identify("sim-token", 0, 2).await;
+    let session = match old.next().await {
+        Frame::Dispatch { event, d, .. } if event == "READY" => {
+            let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+            v["session_id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected READY, got {other:?}"),
+    };
+    sim.close(0, 4009);
+    while old.next().await != Frame::Close(Some(4009)) {}
+    // `old` is not polled again, so its close reply stays unsent and the simulator is
+    // still waiting for it while the same client resumes on a new connection.
+    let mut new = RawClient::connect(&sim, "").await;
+    new.next().await;
+    new.send(&format!(
+        r#"{{"op":6,"d":{{"token":"sim-token","session_id":"{session}","seq":1}}}}"#
+    ))
+    .await;
+    assert_eq!(new.next().await, Frame::Op(9, "false".into()));
+    drop(old);
+    sim.shutdown().await;
+}
