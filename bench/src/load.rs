@@ -14,41 +14,53 @@ use crate::stats::{Latency, Recorder};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// Latency of one system at one rate.
+/// Latency of one system at one rate, in one run.
 #[derive(Clone, Debug, Serialize)]
 pub struct LatencyRun {
     /// "B" or "R".
     pub system: &'static str,
     /// Offered events/s.
     pub rate: u32,
+    /// Which of the alternating runs (0-based).
+    pub run: usize,
     /// Read -> handler start (R) or read -> message in hand (B).
     pub latency: Latency,
+    /// Read -> stored by the stream (server clock), uncorrected.
+    pub to_stored: Latency,
+    /// Stored -> handler start (R) or message in hand (B), uncorrected.
+    pub from_stored: Latency,
+    /// Seconds from the last dispatch played until every event was consumed.
+    pub drain_secs: f64,
 }
 
 fn interval(rate: u32) -> Duration {
     Duration::from_secs_f64(1.0 / f64::from(rate.max(1)))
 }
 
-/// Plays `count` events at `rate` on a fresh `system` and waits until all are consumed.
+/// Plays `count` events at `rate` on a fresh `system` and waits until all are consumed;
+/// also returns the seconds from the last dispatch until then.
 async fn paced(
     env: &Env,
     system: System,
     events: &[Event],
     count: usize,
     rate: u32,
-) -> anyhow::Result<crate::env::Finished> {
+) -> anyhow::Result<(crate::env::Finished, f64)> {
     let running = env.launch(system, interval(rate), false).await?;
     let base = env.stored().await?;
     env.play(events, count, Some(rate), |_, _| None).await;
+    let played = Instant::now();
     wait_for("everything consumed", LIMIT, || async {
         env.stored().await.unwrap_or(0) >= base + count as u64
             && env.drained().await.unwrap_or(false)
     })
     .await?;
-    running.finish().await
+    let drain = played.elapsed().as_secs_f64();
+    Ok((running.finish().await?, drain))
 }
 
-/// Open-loop latency at each of `rates` for `seconds`, B then R.
+/// Open-loop latency at each of `rates` for `seconds`, `runs` times, B and R
+/// alternating and the order flipping every run.
 ///
 /// # Errors
 ///
@@ -58,22 +70,39 @@ pub async fn latency(
     mix: &[Event],
     rates: &[u32],
     seconds: f64,
+    runs: usize,
 ) -> anyhow::Result<Vec<LatencyRun>> {
     let mut out = Vec::new();
     for &rate in rates {
         let count = (f64::from(rate) * seconds) as usize;
-        for system in [System::Baseline, System::Router] {
-            let finished = paced(env, system, mix, count, rate).await?;
-            eprintln!(
-                "  latency {} at {rate}/s: p99 {:.0} µs",
-                system.label(),
-                finished.report.latency.p99_us
-            );
-            out.push(LatencyRun {
-                system: system.label(),
-                rate,
-                latency: finished.report.latency,
-            });
+        for run in 0..runs.max(1) {
+            let mut order = [System::Baseline, System::Router];
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for system in order {
+                let (finished, drain_secs) = paced(env, system, mix, count, rate).await?;
+                let r = &finished.report;
+                eprintln!(
+                    "  latency {} at {rate}/s (run {}, load {}): p99 {:.0} µs, to stored p99 {:.0} µs, \
+                     stored -> handler p99 {:.0} µs, drained {drain_secs:.2} s after",
+                    system.label(),
+                    run + 1,
+                    crate::report::load_average(),
+                    r.latency.p99_us,
+                    r.to_stored.p99_us,
+                    r.from_stored.p99_us,
+                );
+                out.push(LatencyRun {
+                    system: system.label(),
+                    rate,
+                    run,
+                    latency: r.latency,
+                    to_stored: r.to_stored,
+                    from_stored: r.from_stored,
+                    drain_secs,
+                });
+            }
         }
     }
     Ok(out)

@@ -9,6 +9,7 @@ use crate::cli::{BenchArgs, Scenario};
 use crate::env::Env;
 use crate::http::{self, HttpRun, PingRun};
 use crate::load::{self, LatencyRun, StormRun};
+use crate::stats::Spread;
 use crate::{compression, cost, fixture, throughput};
 
 /// Runs the benchmark described by `args` (already [`BenchArgs::effective`]).
@@ -37,7 +38,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.only.contains(&Scenario::Latency) {
         eprintln!("latency at {:?} events/s", args.rates);
         let _ = write!(out, "\n(latency: load average at start {})", load_average());
-        let runs = load::latency(&env, &mix, &args.rates, args.latency_seconds).await?;
+        let runs = load::latency(&env, &mix, &args.rates, args.latency_seconds, args.runs).await?;
         out.push_str(&latency_table(&runs));
         json["latency"] = serde_json::to_value(&runs)?;
     }
@@ -113,7 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The 1, 5 and 15 minute load averages now.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -164,32 +165,60 @@ fn header(args: &BenchArgs, mix: &[fixture::Event]) -> String {
 fn latency_table(runs: &[LatencyRun]) -> String {
     let mut out = String::from(
         "\n### End-to-end latency, open loop, corrected for coordinated omission\n\n\
-         R: gateway frame read -> worker handler start; B: baseline read -> drain has the message.\n\n\
-         | rate/s | system | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n",
+         R: gateway frame read -> worker handler start; B: baseline read -> drain has the message. \
+         The stages (uncorrected) split it at the stream's store time (server clock).\n\n\
+         | rate/s | run | system | samples | p50 ms | p99 ms | p99.9 ms | max ms | read -> stored p99 ms | stored -> handler p99 ms | drained s after |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let l = &r.latency;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
             r.rate,
+            r.run + 1,
             r.system,
             l.count,
             l.p50_us / 1e3,
             l.p99_us / 1e3,
             l.p999_us / 1e3,
-            l.max_us / 1e3
+            l.max_us / 1e3,
+            r.to_stored.p99_us / 1e3,
+            r.from_stored.p99_us / 1e3,
+            r.drain_secs,
         );
     }
-    for pair in runs.chunks(2) {
-        if let [b, r] = pair {
-            let _ = writeln!(
-                out,
-                "\nat {}/s: R p99 - B p99 = {:+.3} ms (goal <= +0.5 ms)",
-                r.rate,
-                (r.latency.p99_us - b.latency.p99_us) / 1e3
-            );
-        }
+    let mut rates: Vec<u32> = runs.iter().map(|r| r.rate).collect();
+    rates.dedup();
+    for rate in rates {
+        let of = |system: &str, f: &dyn Fn(&LatencyRun) -> f64| {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.rate == rate && r.system == system)
+                .map(f)
+                .collect();
+            Spread::of(&v)
+        };
+        let (b, r) = (
+            of("B", &|x| x.latency.p99_us / 1e3),
+            of("R", &|x| x.latency.p99_us / 1e3),
+        );
+        let (bd, rd) = (of("B", &|x| x.drain_secs), of("R", &|x| x.drain_secs));
+        let ratio = if b.median > 0.0 {
+            r.median / b.median
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "\nat {rate}/s, medians: B p99 {:.3} ms, R p99 {:.3} ms, R - B {:+.3} ms, R/B {ratio:.2}; \
+             drained after the last dispatch: B {:.2} s, R {:.2} s",
+            b.median,
+            r.median,
+            r.median - b.median,
+            bd.median,
+            rd.median,
+        );
     }
     out
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures_util::StreamExt;
@@ -70,6 +70,12 @@ pub struct ConsumerReport {
     pub handled: u64,
     /// Shardline-Received-At -> handler start (or message in hand, for B).
     pub latency: Latency,
+    /// Shardline-Received-At -> stored by the stream (server clock), uncorrected.
+    #[serde(default)]
+    pub to_stored: Latency,
+    /// Stored by the stream -> handler start (message in hand, for B), uncorrected.
+    #[serde(default)]
+    pub from_stored: Latency,
 }
 
 /// Settings of a consumer process.
@@ -86,6 +92,8 @@ pub struct ConsumerArgs {
 #[derive(Clone)]
 struct Probe {
     latency: Recorder,
+    to_stored: Recorder,
+    from_stored: Recorder,
     handled: Arc<AtomicU64>,
 }
 
@@ -93,19 +101,30 @@ impl Probe {
     fn new(interval: Duration) -> Self {
         Self {
             latency: Recorder::new(interval),
+            to_stored: Recorder::new(Duration::ZERO),
+            from_stored: Recorder::new(Duration::ZERO),
             handled: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    fn hit(&self, received_at_nanos: Option<u64>) {
+    /// One message in hand: gateway read and stream store times in unix nanoseconds.
+    fn hit(&self, received_at_nanos: Option<u64>, stored_at_nanos: Option<u64>) {
         if let Some(at) = received_at_nanos {
             self.latency.record_since_unix_nanos(at);
+        }
+        if let Some(stored) = stored_at_nanos {
+            self.from_stored.record_since_unix_nanos(stored);
+            if let Some(at) = received_at_nanos {
+                self.to_stored.record(stored.saturating_sub(at));
+            }
         }
         self.handled.fetch_add(1, Ordering::Relaxed);
     }
 
     fn restart(&self) {
         self.latency.reset();
+        self.to_stored.reset();
+        self.from_stored.reset();
         self.handled.store(0, Ordering::Relaxed);
     }
 
@@ -114,13 +133,18 @@ impl Probe {
         ConsumerReport {
             handled,
             latency: self.latency.summary(handled),
+            to_stored: self.to_stored.summary(handled),
+            from_stored: self.from_stored.summary(handled),
         }
     }
 }
 
-fn meta_nanos(meta: &Meta) -> Option<u64> {
-    let at = meta.received_at()?.duration_since(UNIX_EPOCH).ok()?;
-    u64::try_from(at.as_nanos()).ok()
+fn unix_nanos(at: Option<SystemTime>) -> Option<u64> {
+    u64::try_from(at?.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
+}
+
+fn hit(probe: &Probe, meta: &Meta) {
+    probe.hit(unix_nanos(meta.received_at()), unix_nanos(meta.stored_at));
 }
 
 /// A handler that does nothing but note when it started.
@@ -135,7 +159,7 @@ impl Handler for NoOp {
     }
 
     async fn handle(&self, _payload: IgnoredAny, meta: &Meta) -> Outcome {
-        self.0.hit(meta_nanos(meta));
+        hit(&self.0, meta);
         Outcome::Success
     }
 }
@@ -152,7 +176,7 @@ impl<H: Handler> Handler for Probed<H> {
     }
 
     async fn handle(&self, payload: H::Payload, meta: &Meta) -> Outcome {
-        self.0.hit(meta_nanos(meta));
+        hit(&self.0, meta);
         self.1.handle(payload, meta).await
     }
 }
@@ -253,7 +277,11 @@ async fn drain_one(
             .as_ref()
             .and_then(|h| h.get(headers::RECEIVED_AT))
             .and_then(|v| v.as_str().parse().ok());
-        probe.hit(at);
+        let stored = message
+            .info()
+            .ok()
+            .and_then(|i| u64::try_from(i.published.unix_timestamp_nanos()).ok());
+        probe.hit(at, stored);
         message
             .ack()
             .await

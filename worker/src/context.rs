@@ -24,6 +24,8 @@ pub struct Context {
     pub stream_sequence: u64,
     /// The durable consumer it was delivered to.
     pub consumer: &'static str,
+    /// When the stream stored it, by the server's clock (from the delivery's ack subject).
+    pub stored_at: Option<SystemTime>,
     js: jetstream::Context,
 }
 
@@ -34,16 +36,22 @@ impl Context {
         consumer: &'static str,
         js: jetstream::Context,
     ) -> Self {
-        let (delivered, stream_sequence) = message
+        let (delivered, stream_sequence, stored_at) = message
             .info()
-            .map(|i| (i.delivered, i.stream_sequence))
-            .unwrap_or((1, 0));
+            .map(|i| {
+                let stored_at = u64::try_from(i.published.unix_timestamp_nanos())
+                    .ok()
+                    .map(|nanos| UNIX_EPOCH + Duration::from_nanos(nanos));
+                (i.delivered, i.stream_sequence, stored_at)
+            })
+            .unwrap_or((1, 0, None));
         Self {
             subject: message.subject.to_string(),
             headers,
             delivered,
             stream_sequence,
             consumer,
+            stored_at,
             js,
         }
     }

@@ -391,3 +391,41 @@ async fn compressed_payloads_are_decoded_and_corrupt_ones_dead_lettered() {
     s.shutdown.cancel();
     s.worker.await.unwrap();
 }
+
+/// Sends each delivery's `stored_at`.
+struct StoredAt(mpsc::UnboundedSender<Option<std::time::SystemTime>>);
+
+impl Handler for StoredAt {
+    type Payload = serde::de::IgnoredAny;
+
+    async fn handle(&self, _: serde::de::IgnoredAny, cx: &Context) -> Outcome {
+        let _ = self.0.send(cx.stored_at);
+        Outcome::Success
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_context_carries_the_time_the_stream_stored_the_message() {
+    let (_nats, client, js) = common::nats_with_events().await;
+    let (tx, mut stored) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(&EVENT_WORKER, Handlers::new().on("events.>", StoredAt(tx)));
+    let worker = tokio::spawn(worker.run(client, shutdown.clone()));
+    let seq = publish(&js, 1, &["success"]).await;
+    let at = tokio::time::timeout(Duration::from_secs(60), stored.recv())
+        .await
+        .expect("a delivery within a minute")
+        .expect("handler alive")
+        .expect("stored_at is set");
+    let message = js
+        .get_stream_no_info("EVENTS")
+        .await
+        .unwrap()
+        .get_raw_message(seq)
+        .await
+        .unwrap();
+    let nanos = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    assert_eq!(nanos as i128, message.time.unix_timestamp_nanos());
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
