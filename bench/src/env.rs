@@ -146,6 +146,27 @@ impl Env {
         for consumer in [&EVENT_WORKER, &COMMAND_WORKER] {
             shardline_jetstream::reconcile_consumer(&js, consumer).await?;
         }
+        // On a fresh cluster a new R3 stream or consumer answers nothing ("no
+        // responders") until its own leader is elected, after the create returned.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for spec in [&EVENT_WORKER, &COMMAND_WORKER] {
+            loop {
+                let answered = match js.get_stream(spec.stream).await {
+                    Ok(stream) => stream.consumer_info(spec.durable).await.is_ok(),
+                    Err(_) => false,
+                };
+                if answered {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "stream {} / consumer {} without a leader after 30 s",
+                    spec.stream,
+                    spec.durable
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let sim = Simulator::start(SimConfig {
             shard_total: shards,
             max_concurrency: shards,
