@@ -143,29 +143,18 @@ impl Env {
         let replicas = nats.replicas();
         shardline_jetstream::reconcile_streams(&js, &STREAMS, ReconcileOptions { replicas })
             .await?;
-        for consumer in [&EVENT_WORKER, &COMMAND_WORKER] {
-            shardline_jetstream::reconcile_consumer(&js, consumer).await?;
-        }
-        // On a fresh cluster a new R3 stream or consumer answers nothing ("no
-        // responders") until its own leader is elected, after the create returned.
-        let deadline = Instant::now() + Duration::from_secs(30);
         for spec in [&EVENT_WORKER, &COMMAND_WORKER] {
-            loop {
-                let answered = match js.get_stream(spec.stream).await {
+            shardline_jetstream::reconcile_consumer(&js, spec).await?;
+            // On a fresh cluster a new R3 stream or consumer answers nothing ("no
+            // responders") until its own leader is elected, after the create returned.
+            let what = format!("a leader of {} / {}", spec.stream, spec.durable);
+            wait_for(&what, Duration::from_secs(30), || async {
+                match js.get_stream(spec.stream).await {
                     Ok(stream) => stream.consumer_info(spec.durable).await.is_ok(),
                     Err(_) => false,
-                };
-                if answered {
-                    break;
                 }
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "stream {} / consumer {} without a leader after 30 s",
-                    spec.stream,
-                    spec.durable
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            })
+            .await?;
         }
         let sim = Simulator::start(SimConfig {
             shard_total: shards,
