@@ -308,10 +308,7 @@ async fn invalid_session_false_makes_the_client_identify_again() {
     // The old session cannot be resumed any more.
     let mut c = RawClient::connect(&sim, "").await;
     c.next().await;
-    c.send(&format!(
-        r#"{{"op":6,"d":{{"token":"sim-token","session_id":"{old}","seq":1}}}}"#
-    ))
-    .await;
+    c.resume("sim-token", &old, 1).await;
     assert_eq!(c.next().await, Frame::Op(9, "false".into()));
     sim.shutdown().await;
 }
@@ -481,10 +478,7 @@ async fn a_session_ended_by_4009_cannot_be_resumed_before_the_close_completes() 
     // still waiting for it while the same client resumes on a new connection.
     let mut new = RawClient::connect(&sim, "").await;
     new.next().await;
-    new.send(&format!(
-        r#"{{"op":6,"d":{{"token":"sim-token","session_id":"{session}","seq":1}}}}"#
-    ))
-    .await;
+    new.resume("sim-token", &session, 1).await;
     assert_eq!(new.next().await, Frame::Op(9, "false".into()));
     drop(old);
     sim.shutdown().await;

@@ -242,6 +242,14 @@ impl RawClient {
         }
     }
 
+    /// Sends RESUME of `session_id` from `seq`.
+    pub async fn resume(&mut self, token: &str, session_id: &str, seq: u64) {
+        let json = serde_json::json!({"op": 6, "d": {
+            "token": token, "session_id": session_id, "seq": seq,
+        }});
+        self.send(&json.to_string()).await;
+    }
+
     /// Sends IDENTIFY for `shard` of `total`.
     pub async fn identify(&mut self, token: &str, shard: u32, total: u32) {
         let json = serde_json::json!({"op": 2, "d": {
