@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use shardline_discord_sim::{Signing, Verdict};
-use shardline_jetstream::{NatsAuth, auth_options};
+use shardline_jetstream::NatsAuth;
 use shardline_proto::subject::GUILD_JOIN;
 use shardline_proto::topology::{COMMAND_WORKER, COMMANDS};
 use shardline_testkit::{NatsCluster, eventually, init_tracing, password};
@@ -19,14 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use common::{PATIENCE, command, discord, test_commands};
 
-async fn connect_as(cluster: &NatsCluster, user: &str) -> async_nats::Client {
-    auth_options(&NatsAuth::user_password(user, &password(user)))
-        .await
-        .unwrap()
-        .connect(shardline_jetstream::server_urls(&cluster.url()))
-        .await
-        .unwrap()
-}
+#[path = "../../worker/tests/common/cluster_auth.rs"]
+mod cluster_auth;
+use cluster_auth::connect_as;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_path_needs_nothing_its_users_lack() {
@@ -44,7 +39,7 @@ async fn the_http_path_needs_nothing_its_users_lack() {
         .await
         .unwrap();
 
-    let client = connect_as(&cluster, "command-worker").await;
+    let (client, _) = connect_as(&cluster, "command-worker").await;
     let js = async_nats::jetstream::new(client.clone());
     let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let handler = InteractionHandler::new(&js, http, test_commands())
@@ -82,27 +77,10 @@ async fn the_http_path_needs_nothing_its_users_lack() {
 
     // The interactions user publishes interactions and nothing else: the server
     // says so for the first subject outside its permissions.
-    let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
-    let service_user = auth_options(&NatsAuth::user_password(
-        "interactions",
-        &password("interactions"),
-    ))
-    .await
-    .unwrap()
-    .event_callback(move |event| {
-        let tx = tx.clone();
-        async move {
-            if let async_nats::Event::ServerError(error) = event {
-                let _ = tx.send(error.to_string());
-            }
-        }
-    })
-    .connect(shardline_jetstream::server_urls(&cluster.url()))
-    .await
-    .unwrap();
+    let (service_user, mut errors) = connect_as(&cluster, "interactions").await;
     service_user.publish(GUILD_JOIN, "{}".into()).await.unwrap();
     service_user.flush().await.unwrap();
-    let refused = errors.recv().await.unwrap();
+    let refused = errors.recv().await.unwrap().to_string();
     assert!(
         refused.to_lowercase().contains("permissions violation") && refused.contains(GUILD_JOIN),
         "{refused}"
