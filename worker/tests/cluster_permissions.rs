@@ -151,7 +151,10 @@ async fn the_command_path_needs_nothing_its_users_lack() {
     let gateway = tokio::spawn(shardline_gateway::run(config, shutdown.clone()));
 
     let (client, mut refused) = connect_as(&cluster, "command-worker").await;
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    // Creating the R3 bucket on a cluster born a moment ago, while the gateway creates
+    // its streams on it, can outlast the default 5 s request timeout on a busy host.
+    js.set_timeout(Duration::from_secs(30));
     let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let table = commands::reference().command("flaky", Flaky);
     let handler = InteractionHandler::new(&js, http, table).await.unwrap();
