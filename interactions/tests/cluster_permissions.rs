@@ -40,7 +40,10 @@ async fn the_http_path_needs_nothing_its_users_lack() {
         .unwrap();
 
     let (client, _) = connect_as(&cluster, "command-worker").await;
-    let js = async_nats::jetstream::new(client.clone());
+    let mut js = async_nats::jetstream::new(client.clone());
+    // Creating the R3 bucket on a cluster born a moment ago can outlast the default
+    // 5 s request timeout on a busy host.
+    js.set_timeout(Duration::from_secs(30));
     let http = commands::DiscordHttp::new(Some(&format!("http://{}", sim.http_base())), None);
     let handler = InteractionHandler::new(&js, http, test_commands())
         .await
