@@ -10,6 +10,7 @@ pub mod health;
 pub mod metrics;
 mod outcome;
 mod process;
+mod pull;
 pub mod rest_refusal;
 mod runtime;
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::PullConsumer;
-use futures_util::StreamExt;
 use shardline_jetstream::{ReconcileOptions, TopologyError};
 use shardline_proto::topology::{self, ConsumerSpec, DEAD_LETTER, RetryPolicy};
 use tokio::sync::Semaphore;
@@ -20,10 +19,6 @@ use crate::{Handlers, metrics as m};
 pub const DEFAULT_RETRY_DELAY: Duration = topology::DEFAULT_RETRY.initial;
 /// How long shutdown lets in-flight handlers finish before returning their messages.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// How long one pull request stays open; also the longest shutdown waits for it.
-const PULL_EXPIRES: Duration = Duration::from_secs(2);
-/// How long past its expiry a pull request may stay silent before it is given up.
-const PULL_MARGIN: Duration = Duration::from_secs(1);
 /// How often consumer lag and ack-pending gauges are refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -132,82 +127,23 @@ impl Worker {
         let settings = Arc::new(settings);
         tracing::info!(consumer = spec.durable, concurrency, "worker running");
 
-        // Pull in bounded batches, one per round, each asking for as many messages as
-        // there are free permits: at most `concurrency` messages are ever held, and on
-        // shutdown the one open request runs to its end (at most PULL_EXPIRES, its
-        // messages handled) and no other is made, so nothing is left delivered and
-        // unanswered, and no message is delivered to this process twice.
-        let mut consumer = consumer;
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let first = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            };
-            let mut held = vec![first];
-            while let Ok(permit) = permits.clone().try_acquire_owned() {
-                held.push(permit);
-            }
-            // The request ends by itself after PULL_EXPIRES; a server that vanished
-            // never says so, hence our own deadline.
-            let deadline = tokio::time::Instant::now() + PULL_EXPIRES + PULL_MARGIN;
-            let batch = consumer
-                .batch()
-                .max_messages(held.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await;
-            let mut failed = batch.as_ref().err().map(ToString::to_string);
-            if let Ok(mut batch) = batch {
-                loop {
-                    // On shutdown the open request keeps delivering until it is full or
-                    // expires, and there is no way to withdraw it. Whatever it brings is
-                    // handled like any other message: a nak would hand the message
-                    // straight back to this same request, again and again, each time
-                    // raising its delivery count until the successor dead-letters it.
-                    let message = tokio::time::timeout_at(deadline, batch.next()).await;
-                    match message {
-                        Ok(Some(Ok(message))) => {
-                            failures = 0;
-                            let permit = held.pop().expect("a batch never exceeds its permits");
-                            let (settings, js, abandon) =
-                                (settings.clone(), js.clone(), abandon.clone());
-                            tasks.spawn(async move {
-                                crate::process::process(&settings, &js, message, &abandon).await;
-                                drop(permit);
-                            });
-                        }
-                        Ok(Some(Err(error))) => {
-                            failed = Some(error.to_string());
-                            break;
-                        }
-                        Ok(None) => break,
-                        Err(_) if shutdown.is_cancelled() => break,
-                        Err(_) => {
-                            failed = Some("pull request unanswered (server gone?)".to_owned());
-                            break;
-                        }
-                    }
-                }
-            }
-            if let Some(error) = failed {
-                failures += 1;
-                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                tracing::warn!(consumer = spec.durable, %error, ?backoff, "pull failed; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                // The server may have restarted without the consumer: declare it again.
-                match declare(&js, spec, replicas).await {
-                    Ok(again) => consumer = again,
-                    Err(error) => {
-                        tracing::warn!(consumer = spec.durable, %error, "declaring the consumer failed")
-                    }
-                }
-            }
-        }
+        let pulling = crate::pull::Pulling {
+            settings: settings.clone(),
+            js: js.clone(),
+            permits,
+            concurrency,
+            tasks: tasks.clone(),
+            abandon: abandon.clone(),
+        };
+        let redeclare = || async {
+            declare(&js, spec, replicas)
+                .await
+                .inspect_err(|error| {
+                    tracing::warn!(consumer = spec.durable, %error, "declaring the consumer failed");
+                })
+                .ok()
+        };
+        pulling.run(consumer, &shutdown, redeclare).await;
         stats.abort();
         tracing::info!(
             consumer = spec.durable,
