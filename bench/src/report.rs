@@ -28,7 +28,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("throughput: {} runs of {} events", args.runs, args.events);
         let _ = write!(
             out,
-            "\n(throughput: load average at start {})",
+            "\n(throughput: load average at start {})\n\n",
             load_average()
         );
         let runs = throughput::measure(&env, &mix, args.events, args.runs).await?;
@@ -37,7 +37,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.only.contains(&Scenario::Latency) {
         eprintln!("latency at {:?} events/s", args.rates);
-        let _ = write!(out, "\n(latency: load average at start {})", load_average());
+        let _ = write!(
+            out,
+            "\n(latency: load average at start {})\n\n",
+            load_average()
+        );
         let runs = load::latency(&env, &mix, &args.rates, args.latency_seconds, args.runs).await?;
         out.push_str(&latency_table(&runs));
         json["latency"] = serde_json::to_value(&runs)?;
@@ -97,7 +101,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         let _ = write!(
             out,
-            "\n(cost scenario: load average at start {})",
+            "\n(cost scenario: load average at start {})\n\n",
             load_average()
         );
         let cost_env = Env::start(args.cost_shards, args.max_inflight, args.cluster).await?;
