@@ -63,6 +63,10 @@ static ROUTES: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
 ///
 /// Fails if another recorder is already installed.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
+    // Two proxies starting at once in one process (tests) would both find no handle
+    // and the second would fail to install: one at a time.
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
