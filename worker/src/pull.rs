@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::runtime::Settings;
 
 /// How long one pull request stays open; also the longest shutdown waits for it.
-pub(crate) const PULL_EXPIRES: Duration = Duration::from_secs(2);
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// How long past its expiry a pull request may stay silent before it is given up.
 const PULL_MARGIN: Duration = Duration::from_secs(1);
 /// Requests open at once: one filling, the next already waiting at the server.

@@ -54,10 +54,8 @@ async fn publish(js: &jetstream::Context, ids: std::ops::Range<u32>) {
 
 /// The consumer's state, once the worker has declared it.
 async fn info(js: &jetstream::Context) -> Option<jetstream::consumer::Info> {
-    let stream = js.get_stream("EVENTS").await.unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer =
-        stream.get_consumer(TEN.durable).await.ok()?;
-    Some(consumer.info().await.unwrap().clone())
+    let stream = js.get_stream_no_info("EVENTS").await.unwrap();
+    stream.consumer_info(TEN.durable).await.ok()
 }
 
 async fn handled(rx: &mut mpsc::UnboundedReceiver<u32>, n: usize, seen: &mut HashMap<u32, u32>) {
