@@ -48,6 +48,29 @@ async fn bad_input_gets_a_clear_status_and_reaches_nothing() {
     let before = get(metrics, "/metrics").await.unwrap().1;
     let http = discord(addr);
 
+    // Slow clients: headers that never end, a body that never comes.
+    let answer = stall(addr, "POST /interactions HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let head = "POST /interactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\":";
+    let answer = stall(addr, head).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    // A connection that never sends a request is told so too; an idle keep-alive
+    // connection is closed without a word (a 408 there could be read as the answer
+    // to the client's next request).
+    assert!(stall(addr, "").await.starts_with("HTTP/1.1 408"));
+    let answer = stall(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer:?}");
+    // Counted before the client below sends anything: its pool may open a connection
+    // it never uses (while the last one is still on its way back to the pool), which
+    // the service rightly times out, and counts, too.
+    let slow = get(metrics, "/metrics").await.unwrap().1;
+    assert_eq!(
+        outcome(&slow, Outcome::TimedOut) - outcome(&before, Outcome::TimedOut),
+        3.0,
+        "three slow clients timed out"
+    );
+
     let mut big = command("fast", 1);
     big.body = format!("{} {}", big.body, " ".repeat(5000));
     let record = http.send_raw(big.body.clone(), Signing::Valid).await;
@@ -63,28 +86,7 @@ async fn bad_input_gets_a_clear_status_and_reaches_nothing() {
     let record = http.send_raw(unknown.body, Signing::Valid).await;
     assert_eq!(record.status, Some(400), "unknown type: {record:?}");
 
-    // Slow clients: headers that never end, a body that never comes.
-    let answer = stall(addr, "POST /interactions HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
-    let head = "POST /interactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\":";
-    let answer = stall(addr, head).await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
-    // A connection that never sends a request is told so too; an idle keep-alive
-    // connection is closed without a word (a 408 there could be read as the answer
-    // to the client's next request).
-    assert!(stall(addr, "").await.starts_with("HTTP/1.1 408"));
-    let answer = stall(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer:?}");
     assert_eq!(base.stored().await, 0, "nothing of it published");
-    // Counted now: below, concurrent requests let the client's pool open a connection
-    // it may never use, which the service rightly times out (and counts) too.
-    let slow = get(metrics, "/metrics").await.unwrap().1;
-    assert_eq!(
-        outcome(&slow, Outcome::TimedOut) - outcome(&before, Outcome::TimedOut),
-        3.0,
-        "three slow clients timed out"
-    );
 
     // Two interactions wait (no worker runs); a third finds no room.
     let waiting: Vec<_> = (10..12)
