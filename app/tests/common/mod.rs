@@ -81,6 +81,9 @@ pub struct WorkerProc {
     pub metrics: SocketAddr,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    /// Its output, across restarts: printed (the end of it) only if the test fails,
+    /// so that a fault's thousands of expected warnings do not bury the failure.
+    log: tempfile::NamedTempFile,
 }
 
 impl WorkerProc {
@@ -94,6 +97,7 @@ impl WorkerProc {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             child: None,
+            log: tempfile::NamedTempFile::new().unwrap(),
         };
         worker.spawn();
         worker
@@ -105,9 +109,18 @@ impl WorkerProc {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("METRICS_ADDR", self.metrics.to_string())
             .env("RUST_LOG", log)
+            .stdout(self.append_log())
+            .stderr(self.append_log())
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    fn append_log(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log.path())
+            .unwrap()
     }
 
     /// SIGKILL: the process dies holding whatever it was handling.
@@ -173,8 +186,23 @@ impl WorkerProc {
 impl Drop for WorkerProc {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!(
+                "--- {:?} worker: last {} of {} log lines ---\n{}",
+                self.bin,
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
+
+/// Lines of a worker's log a failed test prints.
+const LOG_TAIL: usize = 40;
 
 /// How a [`Stack`] is set up.
 pub struct Options {
@@ -300,6 +328,7 @@ impl Stack {
             metrics: free_addr(),
             env,
             child: None,
+            log: tempfile::NamedTempFile::new().unwrap(),
         };
         worker.spawn();
         self.workers.push(worker);
