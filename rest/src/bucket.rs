@@ -152,6 +152,20 @@ impl Bucket {
         self.notify.notify_waiters();
     }
 
+    /// Learns from the answer to a request that was counted in another bucket (its
+    /// route's provisional one, before the route's bucket id was known) although
+    /// Discord counted it in this one: it counts here too, as one nobody here sent,
+    /// in Discord's window (which may end later than this bucket believed).
+    pub fn answered_elsewhere(&mut self, info: &BucketInfo, reset_at: Instant, now: Instant) {
+        self.roll(now);
+        self.limit = Some(info.limit);
+        self.reset_at = Some(self.reset_at.map_or(reset_at, |r| r.max(reset_at)));
+        let counted = info.limit.saturating_sub(info.remaining);
+        self.foreign = self.foreign.max(counted.saturating_sub(self.used)).max(1);
+        self.last_used = now;
+        self.notify.notify_waiters();
+    }
+
     /// Discord refused a request for this bucket: nothing until `until`.
     pub fn refused_until(&mut self, until: Instant) {
         self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
@@ -212,6 +226,20 @@ mod tests {
         // Discord says 3 were counted when ours was the first: 2 foreign.
         b.answered(t, Some((&info(5, 2), reset)), now);
         assert_eq!((b.foreign, b.remaining()), (2, 2));
+    }
+
+    #[test]
+    fn a_request_counted_in_another_bucket_counts_here_too() {
+        let now = Instant::now();
+        let reset = now + Duration::from_secs(1);
+        let mut b = Bucket::new(Some(5), now);
+        b.answered_elsewhere(&info(5, 4), reset, now);
+        assert_eq!((b.foreign, b.remaining(), b.reset_at), (1, 4, Some(reset)));
+        // Discord's count says more were sent than this bucket knows of.
+        b.answered_elsewhere(&info(5, 1), reset, now);
+        assert_eq!(b.remaining(), 1);
+        assert_eq!(b.ready(reset), Ready::Now);
+        assert_eq!(b.remaining(), 5, "a new window");
     }
 
     #[test]

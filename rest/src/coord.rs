@@ -100,6 +100,13 @@ impl Coordinator {
         self.role.borrow().clone()
     }
 
+    fn lease_held(&self) -> bool {
+        self.lease_revision
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Whether this instance may send to Discord now.
     pub fn may_send(&self) -> bool {
         matches!(*self.role.borrow(), Role::Holder { until } if Instant::now() < until)
@@ -157,7 +164,13 @@ impl Coordinator {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let wait = match held {
-                None => self.try_take().await,
+                // Just taken: the first copy of what it learns goes out as soon as a
+                // holder's would, not a poll later; a holder lost in its first
+                // seconds leaves its successor more than the takeover's marker.
+                None => match self.try_take().await {
+                    _ if self.lease_held() => replicate_every.min(refresh_every),
+                    wait => wait,
+                },
                 Some(revision) => {
                     if last_refresh.elapsed() >= refresh_every {
                         last_refresh = Instant::now();

@@ -258,10 +258,14 @@ impl Limiter {
                     bucket.answered(*ticket, None, now);
                 }
                 if let Some((key, b, reset_at)) = &learned {
-                    // First answer for this bucket id and resource: it starts here.
-                    st.buckets
-                        .entry(key.clone())
-                        .or_insert_with(|| Bucket::from_info(b, *reset_at, now));
+                    match st.buckets.get_mut(key) {
+                        Some(bucket) => bucket.answered_elsewhere(b, *reset_at, now),
+                        // First answer for this bucket id and resource: it starts here.
+                        None => {
+                            let bucket = Bucket::from_info(b, *reset_at, now);
+                            st.buckets.insert(key.clone(), bucket);
+                        }
+                    }
                 }
             }
         }
@@ -334,3 +338,7 @@ impl Limiter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "limiter_tests.rs"]
+mod tests;

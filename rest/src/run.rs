@@ -27,6 +27,9 @@ use crate::proxy::App;
 use crate::route::digest;
 use crate::upstream::Upstream;
 
+/// How long a shutdown waits for the lease loop's NATS call in flight to finish.
+const LEASE_LOOP_STOP: Duration = Duration::from_secs(5);
+
 /// A running proxy.
 pub struct Proxy {
     addr: SocketAddr,
@@ -205,7 +208,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Proxy,
     tracing::info!(listen = %bound, advertise = %advertised, instance = coord.id(), "shardline-rest listening");
 
     let background = CancellationToken::new();
-    tokio::spawn(
+    let lease_loop = tokio::spawn(
         coord
             .clone()
             .run(config.replicate_interval(), background.clone()),
@@ -240,6 +243,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Proxy,
         }
         requests.cancel();
         background.cancel();
+        // The lease loop must be done before the release: mid-replication it would
+        // write the state under the release's feet (which then reads as another
+        // instance having written it), and mid-take it could take the lease again
+        // right after the release gave it up. Its NATS calls are bounded by the
+        // client's request timeout; past that it is not worth waiting for.
+        let mut lease_loop = lease_loop;
+        if tokio::time::timeout(LEASE_LOOP_STOP, &mut lease_loop)
+            .await
+            .is_err()
+        {
+            lease_loop.abort();
+            tracing::warn!("the lease loop did not stop in time; stopped it");
+        }
         // Exact state only when nothing can still reach Discord from here.
         coordinator.release(drained).await;
         Ok(())

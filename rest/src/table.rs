@@ -87,6 +87,9 @@ impl State {
         if !self.buckets.contains_key(key) {
             let known = self.limits.get(&key.bucket).copied();
             let mut bucket = Bucket::new(known.map(|l| l.limit), now);
+            // Requests still in flight on a provisional bucket of a route that turned
+            // out to be this bucket id are in Discord's count of this one.
+            bucket.foreign = self.provisional_in_flight(key);
             if let Some(q) = self.quarantine {
                 let until = q.since + known.map_or(q.default, |l| l.period);
                 if until > now {
@@ -96,6 +99,26 @@ impl State {
             self.buckets.insert(key.clone(), bucket);
         }
         self.buckets.get_mut(key).expect("inserted")
+    }
+
+    /// Requests in flight on the provisional buckets (`?route`) of `key`'s resource
+    /// for the routes known to share its bucket id.
+    fn provisional_in_flight(&self, key: &BucketKey) -> u32 {
+        if key.bucket.starts_with('?') {
+            return 0;
+        }
+        self.routes
+            .iter()
+            .filter(|(_, id)| id.as_deref() == Some(key.bucket.as_str()))
+            .filter_map(|(route, _)| {
+                self.buckets.get(&BucketKey {
+                    identity: key.identity.clone(),
+                    bucket: format!("?{route}"),
+                    major: key.major.clone(),
+                })
+            })
+            .map(|b| b.in_flight)
+            .sum()
     }
 
     /// The global window of `identity`, created empty (full during a quarantine).

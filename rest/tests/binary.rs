@@ -131,6 +131,7 @@ async fn sigterm_hands_the_lease_over_cleanly_and_the_token_stays_secret() {
     let (_, second_log) = second.signal_and_wait("TERM").await;
     assert_eq!(sim.rest_violations(), 0);
     for log in [&first_log, &second_log] {
+        assert!(log.contains("shardline-rest listening"), "{log}");
         assert!(
             !log.contains(SECRET) && !log.contains("c2VjcmV0"),
             "the token in a log"

@@ -292,6 +292,11 @@ async fn the_holder_killed_mid_stream_is_replaced_without_loss_or_violation() {
             r.violation, r.path
         );
     }
+    if sim.rest_violations() > 0 {
+        // What it restored and how it ran its buckets is in its log.
+        let (_, log) = survivor.signal_and_wait("TERM").await;
+        eprintln!("--- the survivor's log ---\n{log}");
+    }
     assert_eq!(totals.2, 0, "every sender got every message through");
     assert_eq!(lost, 0);
     assert_eq!(

@@ -21,7 +21,7 @@ pub struct ProxyProcess {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Option<Child>,
-    stderr: Option<JoinHandle<String>>,
+    output: Option<JoinHandle<String>>,
 }
 
 impl ProxyProcess {
@@ -39,22 +39,30 @@ impl ProxyProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
-            .stdout(Stdio::null())
+            // The logs go to stdout, a panic's message to stderr: both are read.
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("start shardline-rest");
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut err = child.stderr.take().expect("piped stderr");
+        let output = std::thread::spawn(move || {
+            let errors = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = err.read_to_string(&mut text);
+                text
+            });
             let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
+            let _ = out.read_to_string(&mut text);
+            text.push_str(&errors.join().unwrap_or_default());
             text
         });
         Self {
             addr,
             child: Some(child),
-            stderr: Some(stderr),
+            output: Some(output),
         }
     }
 
@@ -63,7 +71,7 @@ impl ProxyProcess {
         self.child.as_ref().expect("running").id()
     }
 
-    /// Sends `signal` (`TERM`, `KILL`) and waits; returns the status and stderr.
+    /// Sends `signal` (`TERM`, `KILL`) and waits; returns the status and its output (logs, then stderr).
     pub async fn signal_and_wait(self, signal: &str) -> (ExitStatus, String) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.pid().to_string()])
@@ -73,20 +81,20 @@ impl ProxyProcess {
         self.wait_exit().await
     }
 
-    /// Waits for the process to exit on its own; returns the status and stderr.
+    /// Waits for the process to exit on its own; returns the status and its output (logs, then stderr).
     pub async fn wait_exit(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
-        let reader = self.stderr.take().expect("stderr reader");
-        let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let reader = self.output.take().expect("output reader");
+        let (status, output) = tokio::task::spawn_blocking(move || {
             let status = child.wait().expect("wait for shardline-rest");
             (status, reader.join().unwrap_or_default())
         })
         .await
         .expect("wait task");
         if std::env::var_os("SHARDLINE_REST_LOG").is_some() {
-            eprintln!("{stderr}");
+            eprintln!("{output}");
         }
-        (status, stderr)
+        (status, output)
     }
 
     /// `/readyz`'s status and body.
