@@ -28,6 +28,12 @@ pub struct Usage {
     pub cpu_seconds: f64,
     /// Peak resident set size so far (`VmHWM`), bytes.
     pub peak_rss: u64,
+    /// Read- and write-like system calls so far, all threads (`syscr` + `syscw` of
+    /// `/proc/PID/io`: `read`, `recvmsg`, `write`, `sendmsg`...; not `epoll_wait`).
+    pub syscalls: u64,
+    /// Context switches so far, voluntary (a wait: a wake-up later) and not, summed
+    /// over the threads alive now.
+    pub switches: u64,
 }
 
 impl Role {
@@ -136,9 +142,34 @@ pub fn usage_of(pid: u32) -> Usage {
             Some(kib * 1024)
         })
         .unwrap_or(0);
+    let syscalls = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .map(|io| {
+            io.lines()
+                .filter_map(|l| l.strip_prefix("syscr: ").or(l.strip_prefix("syscw: ")))
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                .flat_map(|status| {
+                    status
+                        .lines()
+                        .filter(|l| l.contains("ctxt_switches:"))
+                        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
     Usage {
         cpu_seconds,
         peak_rss,
+        syscalls,
+        switches,
     }
 }
 

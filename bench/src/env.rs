@@ -374,6 +374,8 @@ pub fn nats_usage() -> Usage {
             let usage = usage_of(pid);
             total.cpu_seconds += usage.cpu_seconds;
             total.peak_rss = total.peak_rss.max(usage.peak_rss);
+            total.syscalls += usage.syscalls;
+            total.switches += usage.switches;
         }
     }
     total

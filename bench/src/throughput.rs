@@ -39,6 +39,10 @@ pub struct Run {
     pub nats_cpu_us: f64,
     /// Seconds from the first dispatch until the consumers had acked everything.
     pub drained_secs: f64,
+    /// Read/write system calls per event: ingress, consumer, nats-server.
+    pub syscalls: [f64; 3],
+    /// Context switches per event: ingress, consumer, nats-server.
+    pub switches: [f64; 3],
 }
 
 /// Runs B0, B and R `runs` times each, alternating B and R, and returns every run.
@@ -77,6 +81,17 @@ pub async fn measure(
 
 fn per_event(before: Usage, after: Usage, events: usize) -> f64 {
     (after.cpu_seconds - before.cpu_seconds) * 1e6 / events.max(1) as f64
+}
+
+/// System calls and context switches per event of the ingress, consumer and
+/// nats-server, from their usage before and after.
+fn calls_per_event(pairs: [(Usage, Usage); 3], events: usize) -> ([f64; 3], [f64; 3]) {
+    let per = |f: fn(&Usage) -> u64| {
+        pairs.map(|(before, after)| {
+            f(&after).saturating_sub(f(&before)) as f64 / events.max(1) as f64
+        })
+    };
+    (per(|u| u.syscalls), per(|u| u.switches))
 }
 
 async fn one(env: &Env, system: System, mix: &[Event], events: usize) -> anyhow::Result<Run> {
@@ -120,6 +135,7 @@ pub(crate) async fn one_at(
     .await?;
     let drained = start.elapsed();
     running.finish().await?;
+    let (syscalls, switches) = calls_per_event([(i0, i1), (c0, c1), (n0, n1)], events);
     Ok(Run {
         system: system.label(),
         events,
@@ -129,6 +145,8 @@ pub(crate) async fn one_at(
         sim_cpu_us: per_event(o0, o1, events),
         nats_cpu_us: per_event(n0, n1, events),
         drained_secs: drained.as_secs_f64(),
+        syscalls,
+        switches,
     })
 }
 
@@ -206,6 +224,7 @@ async fn ceiling(env: &Env, mix: &[Event], events: usize, run: usize) -> anyhow:
     .await?;
     let drained = start.elapsed();
     consumer.finish::<serde_json::Value>().await?;
+    let (syscalls, switches) = calls_per_event([(o0, o1), (c0, c1), (n0, n1)], events);
     Ok(Run {
         system: "B0",
         events,
@@ -215,6 +234,8 @@ async fn ceiling(env: &Env, mix: &[Event], events: usize, run: usize) -> anyhow:
         sim_cpu_us: 0.0,
         nats_cpu_us: per_event(n0, n1, events),
         drained_secs: drained.as_secs_f64(),
+        syscalls,
+        switches,
     })
 }
 
@@ -235,6 +256,19 @@ pub fn summarize(runs: &[Run], compression: &str) -> String {
             spread(system, |r| r.sim_cpu_us),
             spread(system, |r| r.nats_cpu_us),
             spread(system, |r| r.drained_secs),
+        ));
+    }
+    out.push_str("\n| system | read/write syscalls per event: ingress, consumer, nats-server | context switches per event: ingress, consumer, nats-server |\n|---|---|---|\n");
+    for system in ["B0", "B", "R"] {
+        let median = |f: fn(&Run) -> f64| spread(system, f).median;
+        out.push_str(&format!(
+            "| {system} | {:.2}, {:.2}, {:.2} | {:.2}, {:.2}, {:.2} |\n",
+            median(|r| r.syscalls[0]),
+            median(|r| r.syscalls[1]),
+            median(|r| r.syscalls[2]),
+            median(|r| r.switches[0]),
+            median(|r| r.switches[1]),
+            median(|r| r.switches[2]),
         ));
     }
     let b0 = spread("B0", |r| r.events_per_sec).median;
