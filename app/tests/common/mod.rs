@@ -310,28 +310,15 @@ impl Stack {
     /// Starts `bin` as a process with its documented settings and `extra` ones.
     pub fn start_worker_with(&mut self, bin: Bin, extra: &[(&str, &str)]) -> &mut WorkerProc {
         let mut env = vec![
-            ("NATS_URL".to_owned(), self.nats.url()),
-            ("DATABASE_URL".to_owned(), self.pg.url()),
-            ("DATABASE_POOL_SIZE".to_owned(), "8".to_owned()),
+            ("NATS_URL", self.nats.url()),
+            ("DATABASE_URL", self.pg.url()),
+            ("DATABASE_POOL_SIZE", "8".to_owned()),
         ];
         if matches!(bin, Bin::Sync | Bin::Command) {
-            let proxy = format!("http://{}", self.proxy.addr());
-            env.push(("DISCORD_API_URL".to_owned(), proxy));
+            env.push(("DISCORD_API_URL", format!("http://{}", self.proxy.addr())));
         }
-        env.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let mut worker = WorkerProc {
-            bin,
-            metrics: free_addr(),
-            env,
-            child: None,
-            log: tempfile::NamedTempFile::new().unwrap(),
-        };
-        worker.spawn();
-        self.workers.push(worker);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        self.workers.push(WorkerProc::start(bin, &env));
         self.workers.last_mut().unwrap()
     }
 
