@@ -21,6 +21,14 @@ pub(crate) struct BucketKey {
     pub major: String,
 }
 
+/// Marks the bucket of a route whose bucket id is not known yet: `?METHOD template`.
+const PROVISIONAL: char = '?';
+
+/// The provisional bucket of the route with key `route_key`.
+fn provisional(route_key: &str) -> String {
+    format!("{PROVISIONAL}{route_key}")
+}
+
 /// What is known about a bucket id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BucketLimit {
@@ -72,7 +80,7 @@ impl State {
         let bucket = match self.routes.get(&route.key) {
             Some(None) => return None,
             Some(Some(hash)) => hash.clone(),
-            None => format!("?{}", route.key),
+            None => provisional(&route.key),
         };
         Some(BucketKey {
             identity: identity.to_owned(),
@@ -104,7 +112,7 @@ impl State {
     /// Requests in flight on the provisional buckets (`?route`) of `key`'s resource
     /// for the routes known to share its bucket id.
     fn provisional_in_flight(&self, key: &BucketKey) -> u32 {
-        if key.bucket.starts_with('?') {
+        if key.bucket.starts_with(PROVISIONAL) {
             return 0;
         }
         self.routes
@@ -113,7 +121,7 @@ impl State {
             .filter_map(|(route, _)| {
                 self.buckets.get(&BucketKey {
                     identity: key.identity.clone(),
-                    bucket: format!("?{route}"),
+                    bucket: provisional(route),
                     major: key.major.clone(),
                 })
             })
