@@ -155,12 +155,12 @@ pub fn usage_of(pid: u32) -> Usage {
             tasks
                 .flatten()
                 .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-                .flat_map(|status| {
+                .map(|status| {
                     status
                         .lines()
                         .filter(|l| l.contains("ctxt_switches:"))
                         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                        .collect::<Vec<_>>()
+                        .sum::<u64>()
                 })
                 .sum()
         })
